@@ -1,0 +1,1 @@
+"""Prefect flows that run prepflow pipelines (see DESIGN.md)."""

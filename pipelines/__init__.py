@@ -1,0 +1,1 @@
+"""The declarative layer: specs, the engine, IO and the CLI."""

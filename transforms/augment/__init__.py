@@ -1,0 +1,3 @@
+"""Augment steps."""
+
+__all__: list[str] = []

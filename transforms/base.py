@@ -1,0 +1,227 @@
+"""The two halves of every step: parameters (:class:`Step`) and learned state (:class:`Fitted`).
+
+A :class:`Step` is a frozen pydantic model holding only parameters: the same
+declaration validates Python keyword arguments and YAML keys. Its :meth:`Step.plan`
+says what the step needs from the data (one-row aggregations, or a small query)
+and how to turn the answers into a :class:`Fitted`; the engine batches the
+aggregations of independent steps into one query (see :mod:`transforms.fitting`).
+
+A :class:`Fitted` is a frozen dataclass of plain numbers and strings. Its
+:meth:`Fitted.apply` turns the state into Polars expressions over a ``LazyFrame``
+and never collects.
+
+>>> import polars as pl
+>>> from transforms import StandardScaler
+>>> fitted = StandardScaler(columns=["x"]).fit(pl.DataFrame({"x": [1.0, 3.0]}))
+>>> fitted.transform(pl.DataFrame({"x": [1.0, 3.0]}))["x"].to_list()
+[-1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import polars as pl
+import polars.selectors as cs
+from pydantic import BaseModel, ConfigDict
+
+from transforms import columns as _columns
+from transforms import jsonable, registry
+from transforms.columns import Columns
+from transforms.errors import ArtifactError, ColumnError
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What the engine hands back to a plan: aggregate values and query results."""
+
+    aggregates: Mapping[str, Any] = field(default_factory=dict)
+    queries: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What a step needs from the data to be fitted.
+
+    ``aggregates`` are one-row aggregation expressions over the step's input;
+    the engine runs those of independent steps in a single ``select``.
+    ``queries`` build a small frame from the input (a ``group_by``, or the few
+    columns a model is trained on); they run in the same ``collect_all``.
+    ``finish`` turns the answers into the fitted step.
+
+    ``reads`` and ``output_schema`` let the engine group steps without touching
+    data: ``output_schema`` is None when the step's output columns are only known
+    after fitting (one-hot), and ``changes_rows`` is true for steps that drop or
+    add rows; both end a fit group.
+    """
+
+    finish: Callable[[FitData], Fitted]
+    reads: tuple[str, ...]
+    output_schema: pl.Schema | None
+    aggregates: Mapping[str, pl.Expr] = field(default_factory=dict)
+    queries: Mapping[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = field(default_factory=dict)
+    changes_rows: bool = False
+
+
+class Step(BaseModel):
+    """Base class of every step: parameters only, validated once, immutable.
+
+    Subclasses declare their parameters as fields and implement :meth:`plan`.
+    ``columns`` takes names, a :class:`~transforms.columns.ColumnSelector`, a
+    Polars selector, or None for the step's default (numeric columns except the
+    pipeline's target).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str | None = None
+    columns: Columns = None
+
+    #: columns a step uses when ``columns`` is None (target excluded)
+    default_columns: ClassVar[Callable[[], cs.Selector]] = cs.numeric
+    #: dtypes the step accepts: "numeric", or "any"
+    accepts: ClassVar[str] = "numeric"
+    #: the class of this step's fitted state
+    fitted_class: ClassVar[type[Fitted]]
+
+    @property
+    def kind(self) -> str:
+        """The YAML ``kind`` of this step."""
+        return registry.entry_for(self).kind
+
+    @property
+    def method(self) -> str:
+        """The YAML ``method`` of this step."""
+        return registry.entry_for(self).method
+
+    @property
+    def label(self) -> str:
+        """The step's ``name``, or ``kind/method``."""
+        return self.name or f"{self.kind}/{self.method}"
+
+    def resolve_columns(self, schema: pl.Schema, target: str | None) -> tuple[str, ...]:
+        """The concrete columns this step works on, checked against ``schema``."""
+        cols = _columns.resolve(
+            self.columns, schema, target=target, default=type(self).default_columns(), step=self.label
+        )
+        if self.accepts == "numeric":
+            bad = [c for c in cols if not schema[c].is_numeric()]
+            if bad:
+                raise ColumnError(
+                    f"{self.label}: column '{bad[0]}' has dtype {schema[bad[0]]}; this step needs numeric columns"
+                )
+        return cols
+
+    def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
+        """What to compute from data to fit this step (see :class:`FitPlan`)."""
+        raise NotImplementedError
+
+    def fit(self, frame: pl.DataFrame | pl.LazyFrame, *, target: str | None = None) -> Fitted:
+        """Fit this step alone on ``frame``; returns the fitted step."""
+        from transforms.fitting import fit_steps
+
+        return fit_steps([self], frame.lazy(), target=target).fitted[0]
+
+    def fit_transform(self, frame: Frame, *, target: str | None = None) -> Frame:
+        """Fit on ``frame`` and transform it in training mode (augmentation applies)."""
+        return self.fit(frame, target=target).transform(frame, train=True)
+
+    def params(self) -> dict[str, Any]:
+        """JSON-friendly parameters, as in a YAML spec (without kind/method)."""
+        out = self.model_dump(mode="json", exclude={"columns"})
+        fixed = registry.entry_for(self).fixed
+        out = {k: v for k, v in out.items() if k not in fixed}
+        out["columns"] = _columns.describe(self.columns)
+        return out
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Base class of fitted steps: the step's parameters plus learned state.
+
+    Subclasses add state fields (tuples of plain numbers or strings) and
+    implement :meth:`apply`.
+    """
+
+    step: Step
+    columns: tuple[str, ...]
+
+    def apply(self, lf: pl.LazyFrame, *, train: bool = False) -> pl.LazyFrame:
+        """The step as lazy expressions over ``lf``; never collects."""
+        raise NotImplementedError
+
+    def transform(self, frame: Frame, *, train: bool = False) -> Frame:
+        """Apply to a DataFrame (returns a DataFrame) or a LazyFrame (returns a LazyFrame).
+
+        ``train=True`` is training mode: augmentation steps add rows. Applying to
+        new data (serving) leaves it False.
+        """
+        self.check_input(schema_of(frame), train)
+        out = self.apply(frame.lazy(), train=train)
+        return out.collect() if isinstance(frame, pl.DataFrame) else out
+
+    def reads(self, *, train: bool = False) -> tuple[str, ...]:
+        """Columns of the step's input that the step needs."""
+        return self.columns
+
+    def check_input(self, schema: pl.Schema, train: bool) -> None:
+        """Raise :class:`ColumnError` naming any column this step needs and lacks."""
+        missing = [c for c in self.reads(train=train) if c not in schema]
+        if missing:
+            raise ColumnError(f"{self.step.label}: input lacks column(s) {', '.join(map(repr, missing))}")
+
+    def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
+        """One-row aggregations over the step's input that describe what it did."""
+        return {}
+
+    def keep(self) -> pl.Expr | None:
+        """For steps that drop rows: True for rows kept. None when no row is dropped."""
+        return None
+
+    @property
+    def changes_rows(self) -> bool:
+        """Whether this step can drop or add rows."""
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """The learned state as plain data."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "step"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form: kind, method, params and state."""
+        step = self.step
+        params = step.params()
+        params["columns"] = list(self.columns)
+        return jsonable.encode({"kind": step.kind, "method": step.method, "params": params, "state": self.state()})
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Fitted:
+        """Rebuild a fitted step from :meth:`to_dict` output; never imports code."""
+        try:
+            entry = registry.lookup(data["kind"], data["method"])
+            params = {**jsonable.decode(data.get("params", {})), **entry.fixed}
+            step = entry.cls.model_validate(params)
+            state = {k: _freeze(v) for k, v in jsonable.decode(data["state"]).items()}
+            return step.fitted_class(step=step, **state)  # type: ignore[attr-defined]
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"invalid fitted step {data.get('kind')}/{data.get('method')}: {exc}") from exc
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+def schema_of(frame: pl.LazyFrame | pl.DataFrame) -> pl.Schema:
+    """The schema of a frame, without collecting a LazyFrame."""
+    return frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema

@@ -1,0 +1,3 @@
+"""Encode steps."""
+
+__all__: list[str] = []

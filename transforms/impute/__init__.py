@@ -1,0 +1,3 @@
+"""Impute steps."""
+
+__all__: list[str] = []

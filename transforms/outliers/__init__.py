@@ -1,0 +1,3 @@
+"""Outliers steps."""
+
+__all__: list[str] = []
