@@ -183,6 +183,13 @@ class Fitted:
         """For steps that drop rows: True for rows kept. None when no row is dropped."""
         return None
 
+    def drop_reasons(self) -> pl.Expr | None:
+        """For steps that drop rows: a ``List(String)`` of ``"column:check"`` reasons per row.
+
+        The engine evaluates it on dropped rows to fill the quarantine output.
+        """
+        return None
+
     @property
     def changes_rows(self) -> bool:
         """Whether this step can drop or add rows."""
