@@ -54,10 +54,12 @@ class FitPlan:
     columns a model is trained on); they run in the same ``collect_all``.
     ``finish`` turns the answers into the fitted step.
 
-    ``reads`` and ``output_schema`` let the engine group steps without touching
-    data: ``output_schema`` is None when the step's output columns are only known
-    after fitting (one-hot), and ``changes_rows`` is true for steps that drop or
-    add rows; both end a fit group.
+    ``reads``, ``writes`` and ``output_schema`` let the engine group steps
+    without touching data. ``writes`` defaults to ``reads`` (a step rewrites the
+    columns it reads); added or removed columns are found from ``output_schema``.
+    ``output_schema`` is None when the step's output columns are only known after
+    fitting (one-hot), and ``changes_rows`` is true for steps that drop or add
+    rows; both end a fit group.
     """
 
     finish: Callable[[FitData], Fitted]
@@ -66,6 +68,7 @@ class FitPlan:
     aggregates: Mapping[str, pl.Expr] = field(default_factory=dict)
     queries: Mapping[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = field(default_factory=dict)
     changes_rows: bool = False
+    writes: tuple[str, ...] | None = None
 
 
 class Step(BaseModel):

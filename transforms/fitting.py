@@ -62,8 +62,9 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
             if plan.output_schema is None or plan.changes_rows:
                 open_ = False
             else:
-                changed = {c for c, t in plan.output_schema.items() if schema.get(c) != t}
-                writes |= changed | (set(schema) - set(plan.output_schema))
+                written = set(plan.reads if plan.writes is None else plan.writes)
+                added_or_removed = set(schema).symmetric_difference(plan.output_schema)
+                writes |= written | added_or_removed
                 schema = plan.output_schema
         data = _collect(plans, current)
         group_fitted = [plan.finish(d) for plan, d in zip(plans, data, strict=True)]

@@ -1,0 +1,195 @@
+"""The three jobs — ``run``, ``fit``, ``apply`` — from paths to written outputs.
+
+Each checks every path before doing any work, computes everything in memory, then
+writes all outputs atomically (all or none) and returns the report as a dict.
+
+>>> import tempfile, pathlib, polars as pl
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> pl.DataFrame({"x": [1.0, None, 3.0]}).write_csv(d / "in.csv")
+>>> _ = (d / "spec.yaml").write_text("steps: [{kind: scale, method: standard, columns: [x]}]")
+>>> report = run(d / "spec.yaml", d / "in.csv", d / "out.parquet")
+>>> report["rows"]
+{'in': 3, 'out': 3, 'quarantined': 0, 'augmented': 0}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines import engine, io
+from pipelines.engine import Progress, _quiet
+from pipelines.spec import load_spec
+from transforms._version import __version__
+from transforms.pipeline import FittedPipeline
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a job writes: data output, quarantine, fitted artifact and report."""
+
+    output: Path
+    quarantine: Path
+    fitted: Path | None = None
+    report: Path | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        output: PathLike,
+        *,
+        inputs: tuple[PathLike, ...],
+        quarantine: PathLike | None = None,
+        fitted: PathLike | None = None,
+        report: PathLike | None = None,
+    ) -> Outputs:
+        """Check every path before any work is done."""
+        out = io.check_output(output, inputs=inputs)
+        return cls(
+            output=out,
+            quarantine=_side_file(quarantine, inputs) or engine.default_quarantine_path(out),
+            fitted=_side_file(fitted, inputs),
+            report=_side_file(report, inputs),
+        )
+
+
+def _side_file(path: PathLike | None, inputs: tuple[PathLike, ...]) -> Path | None:
+    """Check a side output (JSON artifact, report, quarantine): folder exists, not an input."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        io.check_output(p.with_suffix(".parquet"), inputs=tuple(Path(i).with_suffix(".parquet") for i in inputs))
+        return p
+    return io.check_output(p, inputs=inputs)
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
+
+
+def run(
+    spec_path: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    fitted_path: PathLike | None = None,
+    quarantine_path: PathLike | None = None,
+    report_path: PathLike | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Fit the spec on the input, apply it in training mode, write everything."""
+    started = time.perf_counter()
+    spec = load_spec(spec_path)
+    outs = Outputs.checked(
+        output_path,
+        inputs=(input_path, spec_path),
+        quarantine=quarantine_path,
+        fitted=fitted_path,
+        report=report_path,
+    )
+    progress("read")
+    t0 = time.perf_counter()
+    df = io.read(input_path)
+    read_s = time.perf_counter() - t0
+    fitted = engine.fit(spec, df, progress)
+    ex = engine.execute(fitted, df, train=True, progress=progress)
+    report = _report("run", ex, outs)
+    report.update(
+        spec=str(spec_path),
+        input=str(input_path),
+        seconds={
+            "read": read_s,
+            "fit": sum(fitted.fit_seconds),
+            "transform": ex.seconds,
+            "total": time.perf_counter() - started,
+        },
+    )
+    _write(ex, outs, report, fitted, progress)
+    return report
+
+
+def fit(
+    spec_path: PathLike, input_path: PathLike, fitted_path: PathLike, *, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Fit the spec on the input and write the fitted artifact only."""
+    spec = load_spec(spec_path)
+    out = _side_file(fitted_path, (input_path, spec_path))
+    assert out is not None
+    progress("read")
+    df = io.read(input_path)
+    fitted = engine.fit(spec, df, progress)
+    progress("write")
+    io.write_frames({}, {out: _json(fitted.to_dict())})
+    return {
+        "command": "fit",
+        "fitted": str(out),
+        "rows": {"in": df.height},
+        "steps": [{"index": i, "name": f.step.label, "columns": list(f.columns)} for i, f in enumerate(fitted.steps)],
+    }
+
+
+def apply(
+    fitted_path: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    quarantine_path: PathLike | None = None,
+    report_path: PathLike | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Apply a saved fitted pipeline to new data (serving mode: no augmentation)."""
+    started = time.perf_counter()
+    fitted = FittedPipeline.load(fitted_path)
+    outs = Outputs.checked(
+        output_path, inputs=(input_path, fitted_path), quarantine=quarantine_path, report=report_path
+    )
+    progress("read")
+    df = io.read(input_path)
+    ex = engine.execute(fitted, df, train=False, progress=progress)
+    report = _report("apply", ex, outs)
+    report.update(
+        fitted=str(fitted_path),
+        input=str(input_path),
+        seconds={"transform": ex.seconds, "total": time.perf_counter() - started},
+    )
+    _write(ex, outs, report, None, progress)
+    return report
+
+
+def _report(command: str, ex: engine.Execution, outs: Outputs) -> dict[str, Any]:
+    rows = engine.check_conservation(ex)
+    summary = engine.quarantine_summary(ex.quarantine)
+    report: dict[str, Any] = {
+        "prepflow": __version__,
+        "command": command,
+        "output": str(outs.output),
+        "rows": rows,
+        "quarantine": {"path": str(outs.quarantine) if summary["rows"] else None, **summary},
+        "steps": ex.steps,
+    }
+    if outs.fitted is not None:
+        report["fitted_output"] = str(outs.fitted)
+    return report
+
+
+def _write(
+    ex: engine.Execution, outs: Outputs, report: dict[str, Any], fitted: FittedPipeline | None, progress: Progress
+) -> None:
+    """Write output, quarantine (if any rows), fitted artifact and report: all or none."""
+    progress("write")
+    frames = {outs.output: ex.output}
+    if ex.quarantine is not None and ex.quarantine.height:
+        frames[outs.quarantine] = ex.quarantine
+    texts = {}
+    if fitted is not None and outs.fitted is not None:
+        texts[outs.fitted] = _json(fitted.to_dict())
+    if outs.report is not None:
+        texts[outs.report] = _json(report)
+    io.write_frames(frames, texts)

@@ -1,0 +1,163 @@
+"""The engine: fit a spec on an input, apply a fitted pipeline, collect metrics, write outputs.
+
+The CLI and the Prefect flows both call these functions, so every way of running
+a pipeline gives the same output. One run:
+
+1. read the input (in memory; see the scale issue for streaming);
+2. fit the steps (``fit``/``run``), grouped into one aggregation query per group;
+3. build the fitted pipeline's lazy plan with a ``__row`` position column, and
+   collect the output, each step's metrics and the rows dropped by outlier
+   ``drop`` steps in a single ``collect_all`` (shared sub-plans run once);
+4. check row conservation (rows in = out + quarantined - augmented);
+5. write output, quarantine, fitted artifact and report atomically, all or none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines import io
+from pipelines.errors import DataError
+from pipelines.spec import PipelineSpec
+from transforms._version import __version__
+from transforms.pipeline import FittedPipeline
+
+ROW = "__row"
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class ConservationError(RuntimeError):
+    """Rows in != rows out + quarantined - augmented: a bug in prepflow, never ignored."""
+
+
+@dataclass
+class Execution:
+    """The collected result of applying a fitted pipeline."""
+
+    output: pl.DataFrame
+    quarantine: pl.DataFrame | None
+    steps: list[dict[str, Any]]
+    rows_in: int
+    seconds: float
+
+
+@dataclass
+class Report:
+    """What a run did: rows, per-step metrics, timings, and where outputs went."""
+
+    command: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prepflow": __version__, "command": self.command, **self.data}
+
+
+def fit(spec: PipelineSpec, df: pl.DataFrame, progress: Progress = _quiet) -> FittedPipeline:
+    """Fit the spec's pipeline on an in-memory frame."""
+    progress("fit")
+    try:
+        return spec.pipeline().fit(df, spec=spec.raw)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"fitting failed on the input data: {io.first_line(exc)}") from exc
+
+
+def execute(fitted: FittedPipeline, df: pl.DataFrame, *, train: bool, progress: Progress = _quiet) -> Execution:
+    """Apply ``fitted`` to ``df`` and collect output, metrics and dropped rows in one go."""
+    progress("transform")
+    started = time.perf_counter()
+    source = df.lazy().with_row_index(ROW)
+    stages = fitted.stages(source, train=train)
+    queries: list[pl.LazyFrame] = [stages[-1]]
+    metric_keys: list[list[str]] = []
+    dropped: list[pl.LazyFrame] = []
+    for f, stage in zip(fitted.steps, stages, strict=False):
+        metrics = f.metrics(stage.collect_schema())
+        metric_keys.append(list(metrics))
+        queries.append(stage.select(pl.len().alias("__rows"), *[e.alias(k) for k, e in metrics.items()]))
+        keep = f.keep()
+        if keep is not None:
+            reasons = f.drop_reasons()
+            dropped.append(
+                stage.filter(~keep).select(
+                    pl.col(ROW),
+                    (reasons if reasons is not None else pl.lit([f.step.label])).alias("__reasons"),
+                    pl.lit(f.step.label).alias("__stage"),
+                )
+            )
+    if dropped:
+        queries.append(source.join(pl.concat(dropped), on=ROW, how="inner").sort(ROW))
+    try:
+        results = pl.collect_all(queries)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
+    output = results[0].drop(ROW, strict=False)
+    quarantine = results[-1] if dropped else None
+    steps = _step_metrics(fitted, results[1 : 1 + len(fitted.steps)], metric_keys, output.height)
+    return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
+
+
+def _step_metrics(
+    fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]], rows_final: int
+) -> list[dict[str, Any]]:
+    rows = [int(f["__rows"][0]) for f in frames] + [rows_final]
+    group_of = dict(enumerate(fitted.fit_groups))
+    out = []
+    for i, (f, frame, names) in enumerate(zip(fitted.steps, frames, keys, strict=True)):
+        entry: dict[str, Any] = {
+            "index": i,
+            "name": f.step.label,
+            "kind": f.step.kind,
+            "method": f.step.method,
+            "columns": list(f.columns),
+            "rows_in": rows[i],
+            "rows_out": rows[i + 1],
+            "rows_dropped": max(rows[i] - rows[i + 1], 0),
+            "rows_added": max(rows[i + 1] - rows[i], 0),
+        }
+        if i in group_of and fitted.fit_seconds:
+            entry["fit_group"] = group_of[i]
+            entry["fit_group_seconds"] = round(fitted.fit_seconds[group_of[i]], 6)
+        for key in names:
+            metric, _, column = key.partition(":")
+            value = frame[key][0]
+            value = value.item() if hasattr(value, "item") else value
+            if column:
+                entry.setdefault(metric, {})[column] = value
+            else:
+                entry[metric] = value
+        out.append(entry)
+    return out
+
+
+def check_conservation(ex: Execution) -> dict[str, int]:
+    """Rows in = rows out + rows quarantined - rows augmented; raise if not."""
+    quarantined = 0 if ex.quarantine is None else ex.quarantine.height
+    augmented = sum(s["rows_added"] for s in ex.steps)
+    counts = {"in": ex.rows_in, "out": ex.output.height, "quarantined": quarantined, "augmented": augmented}
+    if ex.rows_in != ex.output.height + quarantined - augmented:
+        raise ConservationError(f"row conservation violated (a bug in prepflow, please report it): {counts}")
+    return counts
+
+
+def quarantine_summary(quarantine: pl.DataFrame | None) -> dict[str, Any]:
+    """Rows quarantined and counts per reason."""
+    if quarantine is None or quarantine.height == 0:
+        return {"rows": 0, "reasons": {}}
+    reasons = Counter(r for rs in quarantine["__reasons"].to_list() for r in (rs or []))
+    return {"rows": quarantine.height, "reasons": dict(sorted(reasons.items()))}
+
+
+def default_quarantine_path(output: Path) -> Path:
+    """``<output stem>.quarantine.parquet`` next to the output."""
+    return output.with_name(f"{output.stem}.quarantine.parquet")

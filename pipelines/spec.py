@@ -1,0 +1,167 @@
+"""The YAML pipeline spec: parsing with errors that name the file, step and key.
+
+A spec is data: it is read with ``yaml.safe_load`` (no Python tags), and steps are
+looked up in the step registry by ``kind``/``method`` — a spec cannot name code.
+
+>>> spec = parse_spec({"name": "demo", "steps": [{"kind": "scale", "method": "standard", "columns": ["x"]}]})
+>>> spec.steps[0]
+StandardScaler(name=None, columns=['x'], with_mean=True, with_std=True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, create_model
+
+from pipelines.errors import SpecError, UsageError
+from transforms import registry
+from transforms.base import Step
+from transforms.columns import ColumnSelector
+from transforms.errors import ConfigError, did_you_mean
+from transforms.pipeline import Pipeline
+
+TOP_LEVEL_KEYS = ("name", "description", "target", "steps")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A parsed spec: the steps as validated :class:`~transforms.base.Step` objects."""
+
+    steps: tuple[Step, ...]
+    name: str | None = None
+    description: str | None = None
+    target: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<spec>"
+
+    def pipeline(self) -> Pipeline:
+        """The library pipeline this spec declares."""
+        return Pipeline(self.steps, target=self.target, name=self.name)
+
+
+def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: spec file not found" if not path.exists() else f"{path}: is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise SpecError(f"{path}: YAML syntax error at {where}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not a valid YAML spec: {exc}") from exc
+    return parse_spec(data, source=str(path))
+
+
+def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
+    """Validate a spec given as plain data (the parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: a spec must be a mapping with a 'steps' list, got {type(data).__name__}")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(
+                f"{source}: unknown top-level key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}; "
+                f"known: {', '.join(TOP_LEVEL_KEYS)}"
+            )
+    for key in ("name", "description", "target"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise SpecError(f"{source}: '{key}' must be a string, got {data[key]!r}")
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise SpecError(f"{source}: 'steps' must be a non-empty list of steps (a pipeline needs at least one step)")
+    parsed = tuple(parse_step(s, where=f"{source}: steps[{i}]") for i, s in enumerate(steps))
+    return PipelineSpec(
+        steps=parsed,
+        name=data.get("name"),
+        description=data.get("description"),
+        target=data.get("target"),
+        raw=dict(data),
+        source=source,
+    )
+
+
+def parse_step(data: Any, *, where: str) -> Step:
+    """One step mapping ``{kind, method, **params}`` to a validated step."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: a step must be a mapping with 'kind' and 'method', got {data!r}")
+    params = dict(data)
+    kind, method = params.pop("kind", None), params.pop("method", None)
+    if kind is None or method is None:
+        raise SpecError(f"{where}: a step needs both 'kind' and 'method' (got keys: {', '.join(map(str, data))})")
+    try:
+        entry = registry.lookup(str(kind), str(method))
+    except ConfigError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
+    label = f"{where} ({kind}/{method})"
+    for key in entry.fixed:
+        if key in params:
+            raise SpecError(f"{label}: '{key}' is set by the method '{method}'; remove it")
+    try:
+        return entry.cls.model_validate({**params, **entry.fixed})
+    except ValidationError as exc:
+        raise SpecError(f"{label}: {_describe(exc, entry.cls)}") from exc
+
+
+def _describe(exc: ValidationError, cls: type[Step]) -> str:
+    """A one-line description of pydantic errors in terms of spec keys."""
+    known = [k for k in cls.model_fields if k not in ("kind", "method")]
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "step"
+        key = str(err["loc"][0]) if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown parameter '{key}'{did_you_mean(key, known)}; known: {', '.join(known)}")
+        elif err["type"] == "value_error" and not err["loc"]:
+            parts.append(str(err["ctx"]["error"]) if "ctx" in err else err["msg"])
+        else:
+            parts.append(f"parameter '{loc}': {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec, for editors (``prepflow schema``)."""
+    step_models = []
+    for entry in registry.entries():
+        fields: dict[str, Any] = {
+            "kind": (Literal[entry.kind], ...),  # type: ignore[valid-type]
+            "method": (Literal[entry.method], ...),  # type: ignore[valid-type]
+        }
+        for name, info in entry.cls.model_fields.items():
+            if name in entry.fixed:
+                continue
+            if name == "columns":
+                fields[name] = (list[str] | ColumnSelector | None, None)
+            else:
+                fields[name] = (info.annotation, info)
+        model = create_model(
+            f"{entry.kind.title()}{entry.method.title().replace('_', '')}Step",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            __doc__=entry.description,
+            **fields,
+        )
+        step_models.append(model)
+    spec_model = create_model(
+        "PipelineSpec",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A prepflow pipeline spec.",
+        name=(str | None, None),
+        description=(str | None, None),
+        target=(str | None, None),
+        steps=(list[Union[tuple(step_models)]], Field(min_length=1)),  # type: ignore[misc]
+    )
+    schema = spec_model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "prepflow pipeline spec"
+    return schema
