@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import engine, io
+import polars as pl
+
+from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
-from pipelines.spec import load_spec
+from pipelines.errors import SpecError
+from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
+from pipelines.spec import load_spec, parse_edges
+from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.pipeline import FittedPipeline
 
@@ -98,8 +103,10 @@ def run(
     t0 = time.perf_counter()
     df = io.read(input_path)
     read_s = time.perf_counter() - t0
-    fitted = engine.fit(spec, df, progress)
-    ex = engine.execute(fitted, df, train=True, progress=progress)
+    validated = _validate_input(spec.input, df, str(input_path), progress)
+    fitted = engine.fit(spec, validated.clean if validated else df, progress)
+    ex = engine.execute(fitted, df, train=True, progress=progress, validated=validated)
+    _validate_output(spec.output, ex.output, progress)
     report = _report("run", ex, outs)
     report.update(
         spec=str(spec_path),
@@ -124,7 +131,8 @@ def fit(
     assert out is not None
     progress("read")
     df = io.read(input_path)
-    fitted = engine.fit(spec, df, progress)
+    validated = _validate_input(spec.input, df, str(input_path), progress)
+    fitted = engine.fit(spec, validated.clean if validated else df, progress)
     progress("write")
     io.write_frames({}, {out: _json(fitted.to_dict())})
     return {
@@ -152,7 +160,10 @@ def apply(
     )
     progress("read")
     df = io.read(input_path)
-    ex = engine.execute(fitted, df, train=False, progress=progress)
+    input_spec, output_spec = parse_edges(fitted.spec, source=str(fitted_path))
+    validated = _validate_input(input_spec, df, str(input_path), progress)
+    ex = engine.execute(fitted, df, train=False, progress=progress, validated=validated)
+    _validate_output(output_spec, ex.output, progress)
     report = _report("apply", ex, outs)
     report.update(
         fitted=str(fitted_path),
@@ -161,6 +172,28 @@ def apply(
     )
     _write(ex, outs, report, None, progress)
     return report
+
+
+def _validate_input(spec: InputSpec, df: pl.DataFrame, source: str, progress: Progress) -> Validated | None:
+    if spec.schema_ is None:
+        return None
+    progress("validate input")
+    return validation.validate_input(
+        df, _compile(spec.schema_, source), on_invalid_rows=spec.on_invalid_rows, source=source
+    )
+
+
+def _validate_output(spec: OutputSpec, df: pl.DataFrame, progress: Progress) -> None:
+    if spec.schema_ is not None:
+        progress("validate output")
+        validation.validate_output(df, _compile(spec.schema_, "output schema"))
+
+
+def _compile(schema: SchemaSpec, source: str) -> Any:
+    try:
+        return schema.compile()
+    except ValueError as exc:
+        raise SpecError(f"{source}: {exc}") from exc
 
 
 def _report(command: str, ex: engine.Execution, outs: Outputs) -> dict[str, Any]:

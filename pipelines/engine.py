@@ -26,6 +26,7 @@ import polars as pl
 from pipelines import io
 from pipelines.errors import DataError
 from pipelines.spec import PipelineSpec
+from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.pipeline import FittedPipeline
 
@@ -72,11 +73,24 @@ def fit(spec: PipelineSpec, df: pl.DataFrame, progress: Progress = _quiet) -> Fi
         raise DataError(f"fitting failed on the input data: {io.first_line(exc)}") from exc
 
 
-def execute(fitted: FittedPipeline, df: pl.DataFrame, *, train: bool, progress: Progress = _quiet) -> Execution:
-    """Apply ``fitted`` to ``df`` and collect output, metrics and dropped rows in one go."""
+def execute(
+    fitted: FittedPipeline,
+    df: pl.DataFrame,
+    *,
+    train: bool,
+    progress: Progress = _quiet,
+    validated: Validated | None = None,
+) -> Execution:
+    """Apply ``fitted`` and collect output, metrics and dropped rows in one ``collect_all``.
+
+    ``df`` is the raw input. With ``validated`` (the result of input validation),
+    the pipeline runs on its clean rows and the rows it quarantined are kept;
+    rows dropped by steps are quarantined with their raw input values.
+    """
     progress("transform")
     started = time.perf_counter()
-    source = df.lazy().with_row_index(ROW)
+    original = df.lazy().with_row_index(ROW)
+    source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     stages = fitted.stages(source, train=train)
     queries: list[pl.LazyFrame] = [stages[-1]]
     metric_keys: list[list[str]] = []
@@ -96,13 +110,16 @@ def execute(fitted: FittedPipeline, df: pl.DataFrame, *, train: bool, progress: 
                 )
             )
     if dropped:
-        queries.append(source.join(pl.concat(dropped), on=ROW, how="inner").sort(ROW))
+        queries.append(original.join(pl.concat(dropped), on=ROW, how="inner").sort(ROW))
     try:
         results = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
     output = results[0].drop(ROW, strict=False)
-    quarantine = results[-1] if dropped else None
+    parts = [
+        q for q in (validated.quarantine if validated else None, results[-1] if dropped else None) if q is not None
+    ]
+    quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW) if parts else None
     steps = _step_metrics(fitted, results[1 : 1 + len(fitted.steps)], metric_keys, output.height)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
 

@@ -20,13 +20,14 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from pipelines.errors import SpecError, UsageError
+from pipelines.schema import InputSpec, OutputSpec
 from transforms import registry
 from transforms.base import Step
 from transforms.columns import ColumnSelector
 from transforms.errors import ConfigError, did_you_mean
 from transforms.pipeline import Pipeline
 
-TOP_LEVEL_KEYS = ("name", "description", "target", "steps")
+TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class PipelineSpec:
     name: str | None = None
     description: str | None = None
     target: str | None = None
+    input: InputSpec = field(default_factory=InputSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
     raw: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<spec>"
 
@@ -82,14 +85,41 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
     if not isinstance(steps, list) or not steps:
         raise SpecError(f"{source}: 'steps' must be a non-empty list of steps (a pipeline needs at least one step)")
     parsed = tuple(parse_step(s, where=f"{source}: steps[{i}]") for i, s in enumerate(steps))
+    input_, output = parse_edges(data, source=source)
     return PipelineSpec(
         steps=parsed,
         name=data.get("name"),
         description=data.get("description"),
         target=data.get("target"),
+        input=input_,
+        output=output,
         raw=dict(data),
         source=source,
     )
+
+
+def parse_edges(data: Mapping[str, Any], *, source: str = "<spec>") -> tuple[InputSpec, OutputSpec]:
+    """The ``input:`` and ``output:`` blocks (schemas), validated."""
+    out = []
+    for key, model in (("input", InputSpec), ("output", OutputSpec)):
+        try:
+            out.append(model.model_validate(data.get(key) or {}))
+        except ValidationError as exc:
+            raise SpecError(f"{source}: {key}: {_describe_plain(exc)}") from exc
+    return out[0], out[1]
+
+
+def _describe_plain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        elif err["type"] == "value_error":
+            parts.append(f"{loc}: {err['ctx']['error'] if 'ctx' in err else err['msg']}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(dict.fromkeys(parts))
 
 
 def parse_step(data: Any, *, where: str) -> Step:
@@ -159,6 +189,8 @@ def json_schema() -> dict[str, Any]:
         name=(str | None, None),
         description=(str | None, None),
         target=(str | None, None),
+        input=(InputSpec | None, None),
+        output=(OutputSpec | None, None),
         steps=(list[Union[tuple(step_models)]], Field(min_length=1)),  # type: ignore[misc]
     )
     schema = spec_model.model_json_schema()

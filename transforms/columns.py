@@ -74,29 +74,30 @@ def resolve(
 ) -> tuple[str, ...]:
     """Resolve a ``columns`` parameter to concrete names present in ``schema``.
 
-    ``None`` means ``default`` (all numeric columns) minus the pipeline's target.
-    Names are checked to exist; a missing name raises :class:`ColumnError` with a
-    "did you mean" suggestion.
+    ``None`` means ``default`` (all numeric columns). The pipeline's target is
+    left out of every selector-based selection (None, a ``ColumnSelector`` or a
+    Polars selector); only an explicit list of names can include it. Names are
+    checked to exist; a missing name raises :class:`ColumnError` with a "did you
+    mean" suggestion.
     """
     if isinstance(columns, list):
         missing = [c for c in columns if c not in schema]
         if missing:
             hint = did_you_mean(missing[0], schema.names())
             raise ColumnError(
-                f"{step}: column '{missing[0]}' is not in the data{hint}; "
-                f"available: {', '.join(schema.names())}"
+                f"{step}: column '{missing[0]}' is not in the data{hint}; available: {', '.join(schema.names())}"
             )
         if len(set(columns)) != len(columns):
             raise ColumnError(f"{step}: columns are listed twice: {columns}")
         return tuple(columns)
     if columns is None:
         sel = default if default is not None else cs.numeric()
-        if target is not None:
-            sel = sel - cs.by_name(target, require_all=False)
     elif isinstance(columns, ColumnSelector):
         sel = columns.to_polars()
     else:
         sel = columns
+    if target is not None:
+        sel = sel - cs.by_name(target, require_all=False)
     return tuple(cs.expand_selector(schema, sel))
 
 

@@ -122,14 +122,18 @@ class FittedPipeline:
         """Raise :class:`SchemaMismatchError` naming missing or retyped columns."""
         required = self.required_columns(train=train)
         missing = [c for c in required if c not in schema]
-        changed = [f"{c} ({required[c]} -> {schema[c]})" for c in required if c in schema and str(schema[c]) != required[c]]
+        changed = [
+            f"{c} ({required[c]} -> {schema[c]})" for c in required if c in schema and str(schema[c]) != required[c]
+        ]
         problems = []
         if missing:
             problems.append(f"missing column(s): {', '.join(missing)}")
         if changed:
             problems.append(f"changed dtype(s): {', '.join(changed)}")
         if problems:
-            raise SchemaMismatchError("input does not match the schema the pipeline was fitted on: " + "; ".join(problems))
+            raise SchemaMismatchError(
+                "input does not match the schema the pipeline was fitted on: " + "; ".join(problems)
+            )
 
     def stages(self, lf: pl.LazyFrame, *, train: bool = False) -> list[pl.LazyFrame]:
         """The lazy frame before each step, and the output last (``len(steps) + 1`` plans)."""
@@ -166,7 +170,7 @@ class FittedPipeline:
     def from_dict(cls, data: Mapping[str, Any]) -> FittedPipeline:
         """Rebuild from :meth:`to_dict`; checks the format and version first."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ArtifactError(f"not a prepflow fitted artifact (expected \"format\": \"{FORMAT}\")")
+            raise ArtifactError(f'not a prepflow fitted artifact (expected "format": "{FORMAT}")')
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactError(
