@@ -50,6 +50,8 @@ def cli():
     """Run the real ``prepflow`` console script; returns the CompletedProcess."""
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([prepflow_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+        return subprocess.run(
+            [prepflow_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
+        )
 
     return run

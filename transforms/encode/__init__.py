@@ -1,3 +1,7 @@
-"""Encode steps."""
+"""Encoding steps: categorical columns to numbers (onehot, ordinal), as pure Polars expressions."""
 
-__all__: list[str] = []
+from transforms.encode._categories import CategoricalStep
+from transforms.encode.onehot import FittedOneHot, OneHotEncoder
+from transforms.encode.ordinal import FittedOrdinal, OrdinalEncoder
+
+__all__ = ["CategoricalStep", "FittedOneHot", "FittedOrdinal", "OneHotEncoder", "OrdinalEncoder"]
