@@ -179,6 +179,47 @@ def apply(
 
 
 @app.command()
+def validate(
+    spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML) with an input.schema.")],
+    input: InputOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Check the input against the spec's input schema (exit 0: valid, 1: not)."""
+    with _guard(verbose):
+        summary = commands.validate(spec, input)
+    if as_json:
+        out.print(json.dumps(summary, indent=2), markup=False)
+    else:
+        rows = summary["rows"]
+        out.print(f"{summary['input']}: {rows['checked']} row(s) checked, {rows['failing']} failing", markup=False)
+        for problem in summary["schema_problems"]:
+            out.print(f"  schema: {problem}", markup=False)
+        if summary["failures"]:
+            table = Table("column", "check", "rows")
+            for f in summary["failures"]:
+                table.add_row(f["column"], f["check"], str(f["rows"]))
+            out.print(table)
+            out.print("first failing rows:\n" + summary["first_failures"], markup=False)
+    raise typer.Exit(0 if summary["ok"] else 1)
+
+
+@app.command("infer-schema")
+def infer_schema(
+    input: InputOpt,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the schema (YAML) here.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Infer a starting input schema (YAML) from data: dtypes, nullability, ranges, categories."""
+    with _guard(verbose):
+        text = commands.infer_schema(input, output)
+    if output is None:
+        out.print(text, markup=False, end="")
+    else:
+        err.print(f"wrote {output}", markup=False)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the pipeline spec (for editors)."""
     out.print(json.dumps(json_schema(), indent=2), markup=False)

@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
-from pipelines.errors import SpecError
+from pipelines.errors import SpecError, UsageError
 from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
 from pipelines.spec import load_spec, parse_edges
 from pipelines.validation import Validated
@@ -226,3 +226,46 @@ def _write(
     if outs.report is not None:
         texts[outs.report] = _json(report)
     io.write_frames(frames, texts)
+
+
+def validate(spec_path: PathLike, input_path: PathLike, *, progress: Progress = _quiet) -> dict[str, Any]:
+    """Check the input against the spec's input schema without running the pipeline.
+
+    Returns a summary: rows checked, rows failing, counts per column and check,
+    schema-level problems and the first failing rows. ``ok`` is False on any failure.
+    """
+    spec = load_spec(spec_path)
+    if spec.input.schema_ is None:
+        raise UsageError(f"{spec_path}: the spec has no input.schema to validate against")
+    progress("read")
+    df = io.read(input_path)
+    progress("validate input")
+    _, failures = validation.check(df, _compile(spec.input.schema_, str(spec_path)))
+    rows = failures.filter(pl.col("index").is_not_null())
+    counts = (
+        rows.group_by("column", "check").agg(pl.len().alias("n")).sort("column", "check").iter_rows(named=True)
+        if rows.height
+        else []
+    )
+    return {
+        "command": "validate",
+        "input": str(input_path),
+        "ok": failures.height == 0,
+        "rows": {"checked": df.height, "failing": rows["index"].n_unique() if rows.height else 0},
+        "schema_problems": validation.schema_problems(failures),
+        "failures": [{"column": r["column"], "check": r["check"], "rows": r["n"]} for r in counts],
+        "first_failures": validation.failure_table(rows) if rows.height else "",
+    }
+
+
+def infer_schema(input_path: PathLike, output_path: PathLike | None = None) -> str:
+    """Infer a starting ``input.schema`` block from data; write it (YAML) or return it."""
+    import yaml
+
+    from pipelines.infer import infer_schema as infer
+
+    out = _side_file(output_path, (input_path,)) if output_path is not None else None
+    text = yaml.safe_dump({"input": {"schema": infer(io.read(input_path))}}, sort_keys=False)
+    if out is not None:
+        io.write_frames({}, {out: text})
+    return text
