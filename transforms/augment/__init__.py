@@ -5,14 +5,14 @@ mark them (``mark=True`` adds the Boolean ``__augmented`` column) and leaves
 frames unchanged when applied to new data (``train=False``).
 """
 
-from transforms.augment._base import MARK, AugmentStep, FittedAugment
+from transforms.augment._base import MARK_COLUMN, AugmentStep, FittedAugment
 from transforms.augment.mixup import FittedMixup, Mixup
 from transforms.augment.noise import FittedGaussianNoise, GaussianNoise
 from transforms.augment.oversample import FittedOversampler, RandomOversampler
 from transforms.augment.smote import SMOTE, FittedSMOTE
 
 __all__ = [
-    "MARK",
+    "MARK_COLUMN",
     "SMOTE",
     "AugmentStep",
     "FittedAugment",
