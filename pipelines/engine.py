@@ -31,6 +31,8 @@ from transforms._version import __version__
 from transforms.pipeline import FittedPipeline
 
 ROW = "__row"
+REASONS = "__reasons"
+STAGE = "__stage"
 Progress = Callable[[str], None]
 
 
@@ -91,10 +93,18 @@ def execute(
     started = time.perf_counter()
     original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
-    stages = fitted.stages(source, train=train)
+    fitted.check_schema(source.collect_schema(), train=train)
+    stages = [source]
+    for f in fitted.steps:
+        stage = f.apply(stages[-1], train=train)
+        if f.changes_rows and f.keep() is None:
+            # rows an augmentation step adds copy their seed row's __row: only the first copy keeps it
+            stage = stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
+        stages.append(stage)
     queries: list[pl.LazyFrame] = [stages[-1]]
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
+    input_columns = df.columns
     for f, stage in zip(fitted.steps, stages, strict=False):
         metrics = f.metrics(stage.collect_schema())
         metric_keys.append(list(metrics))
@@ -102,15 +112,18 @@ def execute(
         keep = f.keep()
         if keep is not None:
             reasons = f.drop_reasons()
-            dropped.append(
-                stage.filter(~keep).select(
-                    pl.col(ROW),
-                    (reasons if reasons is not None else pl.lit([f.step.label])).alias("__reasons"),
-                    pl.lit(f.step.label).alias("__stage"),
-                )
+            gone = stage.filter(~keep).with_columns(
+                (reasons if reasons is not None else pl.lit([f.step.label])).alias(REASONS),
+                pl.lit(f.step.label).alias(STAGE),
             )
+            tags = [ROW, REASONS, STAGE]
+            # input rows are quarantined with their raw input values; rows added by augmentation
+            # (no __row) with the values they had when dropped
+            dropped.append(original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"))
+            kept_cols = [c for c in input_columns if c in stage.collect_schema()]
+            dropped.append(gone.filter(pl.col(ROW).is_null()).select(*kept_cols, *tags))
     if dropped:
-        queries.append(original.join(pl.concat(dropped), on=ROW, how="inner").sort(ROW))
+        queries.append(pl.concat(dropped, how="diagonal_relaxed").sort(ROW, nulls_last=True))
     try:
         results = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
@@ -119,7 +132,10 @@ def execute(
     parts = [
         q for q in (validated.quarantine if validated else None, results[-1] if dropped else None) if q is not None
     ]
-    quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW) if parts else None
+    quarantine = None
+    if parts:
+        quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
+        quarantine = quarantine.select(*input_columns, ROW, REASONS, STAGE)
     steps = _step_metrics(fitted, results[1 : 1 + len(fitted.steps)], metric_keys, output.height)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
 
