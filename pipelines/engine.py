@@ -184,11 +184,12 @@ def check_conservation(ex: Execution) -> dict[str, int]:
 
 
 def quarantine_summary(quarantine: pl.DataFrame | None) -> dict[str, Any]:
-    """Rows quarantined and counts per reason."""
+    """Rows quarantined, counts per stage (``input`` or a step) and per reason."""
     if quarantine is None or quarantine.height == 0:
-        return {"rows": 0, "reasons": {}}
-    reasons = Counter(r for rs in quarantine["__reasons"].to_list() for r in (rs or []))
-    return {"rows": quarantine.height, "reasons": dict(sorted(reasons.items()))}
+        return {"rows": 0, "stages": {}, "reasons": {}}
+    reasons = Counter(r for rs in quarantine[REASONS].to_list() for r in (rs or []))
+    stages = Counter(quarantine[STAGE].to_list())
+    return {"rows": quarantine.height, "stages": dict(stages), "reasons": dict(sorted(reasons.items()))}
 
 
 def default_quarantine_path(output: Path) -> Path:
