@@ -125,6 +125,8 @@ def _summary(report: dict[str, Any], quiet: bool) -> None:
     q = report.get("quarantine") or {}
     if q.get("rows"):
         err.print(f"quarantined {q['rows']} row(s) to {q['path']}: {q['reasons']}", markup=False)
+    if rows.get("in") and rows.get("out") == 0 and "out" in rows:
+        err.print(f"warning: every input row was quarantined; {target} is empty", markup=False)
 
 
 @app.command()

@@ -140,7 +140,7 @@ class SMOTE(AugmentStep):
     ``k_neighbors`` nearest rows of the same class (``k`` capped at the class
     size minus one). Its other columns (strings, numeric columns not in
     ``columns``, an id) copy the seed row's values; integer feature columns are
-    rounded. Fitting fails (:class:`~transforms.FitError`) on a single-class
+    rounded. Fitted on no rows it adds none. Fitting fails (:class:`~transforms.FitError`) on a single-class
     target, on a growing class with a single row, and on missing or infinite
     feature values in a growing class (impute first).
 
@@ -183,6 +183,8 @@ class SMOTE(AugmentStep):
             frame = data.queries["counts"]
             classes = tuple(frame[t].to_list())
             counts = tuple(int(n) for n in frame["__n"])
+            if not classes:  # no rows (e.g. all quarantined): nothing to balance, nothing to add
+                return FittedSMOTE(step=self, columns=cols, target=t, classes=(), counts=(), n_new=())
             if len(classes) < 2:
                 raise FitError(
                     f"{self.label}: single-class target '{t}' ({len(classes)} class(es)); SMOTE needs two or more"
