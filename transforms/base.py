@@ -45,11 +45,31 @@ class FitData:
 
 
 @dataclass(frozen=True)
+class Quantiles:
+    """An aggregate request: exact quantiles of ``expr`` at ``probs`` (linear interpolation).
+
+    Put it in :attr:`FitPlan.aggregates` in place of an expression; the answer is a
+    list of floats (or None when the column has no value). The engine computes all
+    requested quantiles of a column in one selection pass with NumPy
+    (``np.quantile``, introselect: O(n), the same numbers as scikit-learn's
+    ``np.nanpercentile``), several columns in parallel, instead of sorting with
+    Polars. ``expr`` must yield null (or NaN) for values to ignore.
+
+    >>> Quantiles(pl.col("x"), (0.25, 0.75)).probs
+    (0.25, 0.75)
+    """
+
+    expr: pl.Expr
+    probs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class FitPlan:
     """What a step needs from the data to be fitted.
 
-    ``aggregates`` are one-row aggregation expressions over the step's input;
-    the engine runs those of independent steps in a single ``select``.
+    ``aggregates`` are one-row aggregation expressions over the step's input, or
+    :class:`Quantiles` requests; the engine runs those of independent steps in a
+    single ``select`` (and a single quantile pass).
     ``queries`` build a small frame from the input (a ``group_by``, or the few
     columns a model is trained on); they run in the same ``collect_all``.
     ``finish`` turns the answers into the fitted step.
@@ -65,7 +85,7 @@ class FitPlan:
     finish: Callable[[FitData], Fitted]
     reads: tuple[str, ...]
     output_schema: pl.Schema | None
-    aggregates: Mapping[str, pl.Expr] = field(default_factory=dict)
+    aggregates: Mapping[str, pl.Expr | Quantiles] = field(default_factory=dict)
     queries: Mapping[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = field(default_factory=dict)
     changes_rows: bool = False
     writes: tuple[str, ...] | None = None

@@ -20,12 +20,14 @@ group, not once per column or step.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
-from transforms.base import FitData, FitPlan, Fitted, Step
+from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
 
 
 @dataclass(frozen=True)
@@ -78,19 +80,58 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
 
 
 def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
-    """Run every aggregate of ``plans`` in one select and every query beside it."""
+    """Run every aggregate of ``plans`` in one select, every quantile request in one
+    selection pass, and every query beside them, all in one ``collect_all``."""
     aggs: dict[str, pl.Expr] = {}
+    quantiles: dict[str, Quantiles] = {}
     queries: list[pl.LazyFrame] = []
     for p, plan in enumerate(plans):
-        aggs.update({f"{p}\x1f{k}": e.alias(f"{p}\x1f{k}") for k, e in plan.aggregates.items()})
+        for k, e in plan.aggregates.items():
+            key = f"{p}\x1f{k}"
+            if isinstance(e, Quantiles):
+                quantiles[key] = e
+            else:
+                aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
-    frames = ([lf.select(list(aggs.values()))] if aggs else []) + queries
-    results = pl.collect_all(frames) if frames else []
-    row = results[0].row(0, named=True) if aggs else {}
-    answers = iter(results[1:] if aggs else results)
+    frames = []
+    if aggs:
+        frames.append(lf.select(list(aggs.values())))
+    if quantiles:
+        frames.append(lf.select([q.expr.alias(k) for k, q in quantiles.items()]))
+    results = iter(pl.collect_all(frames + queries) if frames or queries else [])
+    row = next(results).row(0, named=True) if aggs else {}
+    if quantiles:
+        row.update(exact_quantiles(next(results), {k: q.probs for k, q in quantiles.items()}))
     data = []
     for p, plan in enumerate(plans):
         values = {k: row[f"{p}\x1f{k}"] for k in plan.aggregates}
-        frames_ = {k: next(answers) for k in plan.queries}
+        frames_ = {k: next(results) for k in plan.queries}
         data.append(FitData(values, frames_))
     return data
+
+
+def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float] | None:
+    values = series.drop_nulls()
+    if values.dtype.is_float():
+        values = values.drop_nans()
+    if values.len() == 0:
+        return None
+    arr = values.cast(pl.Float64).to_numpy()
+    return [float(v) for v in np.quantile(arr, probs, method="linear")]
+
+
+def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]]) -> dict[str, list[float] | None]:
+    """Exact linear-interpolated quantiles of each column of ``frame`` (nulls and NaN ignored).
+
+    Uses NumPy's selection (``np.quantile``) on each column, columns in parallel
+    threads (NumPy's partition releases the GIL), capped by ``POLARS_MAX_THREADS``.
+
+    >>> exact_quantiles(pl.DataFrame({"x": [1.0, None, 3.0, float("nan")]}), {"x": (0.5,)})
+    {'x': [2.0]}
+    """
+    workers = max(1, min(len(probs), pl.thread_pool_size()))
+    if workers == 1:
+        return {k: _column_quantiles(frame[k], q) for k, q in probs.items()}
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {k: pool.submit(_column_quantiles, frame[k], q) for k, q in probs.items()}
+        return {k: f.result() for k, f in futures.items()}

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import model_validator
 
-from transforms.base import FitData, FitPlan
+from transforms.base import FitData, FitPlan, Quantiles
 from transforms.errors import ColumnError, ConfigError
 from transforms.impute._common import FittedImpute, ImputeStep, output_schema
 from transforms.missing import as_null, finite
@@ -166,18 +166,18 @@ class SimpleImputer(ImputeStep):
             raise ConfigError(f"{self.label}: fill_value={value!r} does not fit column '{column}' of dtype {dtype}")
         return value
 
-    def _aggregate(self, column: str, dtype: pl.DataType) -> pl.Expr:
+    def _aggregate(self, column: str, dtype: pl.DataType) -> pl.Expr | Quantiles:
         if self.strategy == "mean":
             return finite(column, dtype).mean()
         if self.strategy == "median":
-            return finite(column, dtype).quantile(0.5, "linear")
+            return Quantiles(finite(column, dtype), (0.5,))
         x = pl.col(column).cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else finite(column, dtype)
         return x.drop_nulls().mode().min()
 
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         cols = self.resolve_columns(schema, target)
         constants: dict[str, Any] = {}
-        aggs: dict[str, pl.Expr] = {}
+        aggs: dict[str, pl.Expr | Quantiles] = {}
         for c in cols:
             if self.strategy == "constant":
                 constants[c] = self._constant(c, schema[c])
@@ -194,6 +194,8 @@ class SimpleImputer(ImputeStep):
                     values.append(constants[c])
                     continue
                 v = data.aggregates[c]
+                if isinstance(v, list):  # a Quantiles answer
+                    v = v[0]
                 if v is not None and self.strategy in ("mean", "median"):
                     v = float(v)
                 values.append(v)

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 from pydantic import model_validator
 
-from transforms.base import FitData, FitPlan, Fitted, Step
+from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
 
@@ -68,7 +68,7 @@ class _AffineScaler(Step):
 
     fitted_class = FittedAffine
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
         raise NotImplementedError
 
     def _state(self, values: dict[str, Any]) -> tuple[float, float, float]:
@@ -112,7 +112,7 @@ class StandardScaler(_AffineScaler):
     with_mean: bool = True
     with_std: bool = True
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
         return {"n": x.count(), "mean": x.mean(), "var": x.var(ddof=0)}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
@@ -137,7 +137,7 @@ class MinMaxScaler(_AffineScaler):
             raise ValueError(f"feature_range must be (min, max) with min < max, got {self.feature_range}")
         return self
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
         return {"min": x.min(), "max": x.max()}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
@@ -171,9 +171,9 @@ class RobustScaler(_AffineScaler):
             raise ValueError(f"quantile_range must satisfy 0 <= q_min <= q_max <= 100, got {self.quantile_range}")
         return self
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
         lo, hi = self.quantile_range
-        return {"q": x.quantile([lo / 100, 0.5, hi / 100], "linear")}
+        return {"q": Quantiles(x, (lo / 100, 0.5, hi / 100))}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
         q = v["q"]
@@ -191,7 +191,7 @@ class RobustScaler(_AffineScaler):
 class MaxAbsScaler(_AffineScaler):
     """``x / max(|x|)`` (``sklearn.preprocessing.MaxAbsScaler``)."""
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
         return {"maxabs": x.abs().max()}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
