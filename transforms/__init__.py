@@ -3,7 +3,8 @@
 >>> import polars as pl
 >>> import transforms as T
 >>> pipe = T.Pipeline([T.SimpleImputer(columns=["x"], strategy="mean"), T.StandardScaler(columns=["x"])])
->>> pipe.fit(pl.DataFrame({"x": [1.0, None, 3.0]})).transform(pl.DataFrame({"x": [None]}, schema={"x": pl.Float64}))["x"].to_list()
+>>> fitted = pipe.fit(pl.DataFrame({"x": [1.0, None, 3.0]}))
+>>> fitted.transform(pl.DataFrame({"x": [None]}, schema={"x": pl.Float64}))["x"].to_list()
 [0.0]
 """
 

@@ -181,7 +181,7 @@ class RobustScaler(_AffineScaler):
             return (0.0, 1.0, 0.0)
         q_lo, median, q_hi = (float(x) for x in q)
         scale = _zero_to_one(q_hi - q_lo)
-        if self.unit_variance and scale != 1.0:
+        if self.unit_variance:
             lo, hi = self.quantile_range
             scale /= NormalDist().inv_cdf(hi / 100) - NormalDist().inv_cdf(lo / 100)
         return (median if self.with_centering else 0.0, scale if self.with_scaling else 1.0, 0.0)
