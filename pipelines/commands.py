@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
-from pipelines.errors import SpecError, UsageError
+from pipelines.errors import SchemaMismatchError, SpecError, UsageError
 from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
 from pipelines.spec import load_spec, parse_edges
 from pipelines.validation import Validated
@@ -69,7 +69,7 @@ def _side_file(path: PathLike | None, inputs: tuple[PathLike, ...]) -> Path | No
     if path is None:
         return None
     p = Path(path)
-    if p.suffix.lower() == ".json":
+    if p.suffix.lower() in (".json", ".yaml", ".yml"):
         io.check_output(p.with_suffix(".parquet"), inputs=tuple(Path(i).with_suffix(".parquet") for i in inputs))
         return p
     return io.check_output(p, inputs=inputs)
@@ -161,9 +161,12 @@ def apply(
     progress("read")
     df = io.read(input_path)
     input_spec, output_spec = parse_edges(fitted.spec, source=str(fitted_path))
-    validated = _validate_input(input_spec, df, str(input_path), progress)
-    ex = engine.execute(fitted, df, train=False, progress=progress, validated=validated)
-    _validate_output(output_spec, ex.output, progress)
+    validated = _validate_input(input_spec, df, str(input_path), progress, allow_import=False)
+    try:
+        ex = engine.execute(fitted, df, train=False, progress=progress, validated=validated)
+    except SchemaMismatchError as exc:
+        raise SchemaMismatchError(f"{input_path}: {exc}") from exc
+    _validate_output(output_spec, ex.output, progress, allow_import=False)
     report = _report("apply", ex, outs)
     report.update(
         fitted=str(fitted_path),
@@ -174,24 +177,26 @@ def apply(
     return report
 
 
-def _validate_input(spec: InputSpec, df: pl.DataFrame, source: str, progress: Progress) -> Validated | None:
+def _validate_input(
+    spec: InputSpec, df: pl.DataFrame, source: str, progress: Progress, *, allow_import: bool = True
+) -> Validated | None:
     if spec.schema_ is None:
         return None
     progress("validate input")
-    return validation.validate_input(
-        df, _compile(spec.schema_, source), on_invalid_rows=spec.on_invalid_rows, source=source
-    )
+    schema = _compile(spec.schema_, source, allow_import=allow_import)
+    return validation.validate_input(df, schema, on_invalid_rows=spec.on_invalid_rows, source=source)
 
 
-def _validate_output(spec: OutputSpec, df: pl.DataFrame, progress: Progress) -> None:
+def _validate_output(spec: OutputSpec, df: pl.DataFrame, progress: Progress, *, allow_import: bool = True) -> None:
     if spec.schema_ is not None:
         progress("validate output")
-        validation.validate_output(df, _compile(spec.schema_, "output schema"))
+        validation.validate_output(df, _compile(spec.schema_, "output schema", allow_import=allow_import))
 
 
-def _compile(schema: SchemaSpec, source: str) -> Any:
+def _compile(schema: SchemaSpec, source: str, *, allow_import: bool = True) -> Any:
+    """Compile a schema; schemas read from a fitted artifact never import a model (allow_import=False)."""
     try:
-        return schema.compile()
+        return schema.compile(allow_import=allow_import)
     except ValueError as exc:
         raise SpecError(f"{source}: {exc}") from exc
 

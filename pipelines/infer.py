@@ -2,8 +2,10 @@
 
 Per column: the dtype, ``nullable`` when nulls (or NaN) occur, numeric ranges
 widened by 10% of the observed range on each side (never below 0 for a column
-that is non-negative), and small category sets (at most ``max_categories``
-distinct strings) as ``isin``. It is a starting point to review, not a verdict.
+that is non-negative; no upper bound when ``inf`` occurs, no lower bound when
+``-inf`` does), and small category sets (at most ``max_categories`` distinct
+strings) as ``isin``. It is a starting point to review, not a verdict; the data it
+was inferred from always passes it.
 
 >>> import polars as pl
 >>> infer_schema(pl.DataFrame({"age": [20, 40, None], "city": ["a", "b", "a"]}))["columns"]["age"]
@@ -13,8 +15,10 @@ distinct strings) as ``isin``. It is a starting point to review, not a verdict.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pipelines.schema import DTYPES
@@ -26,12 +30,21 @@ def _dtype_name(dtype: pl.DataType) -> str | None:
 
 
 def _round_out(x: float, *, up: bool) -> float:
-    """Round outward to three significant digits (a readable bound that still contains x)."""
+    """Round outward to three significant digits (a readable bound that still contains x).
+
+    >>> _round_out(0.123456, up=False), _round_out(123456.0, up=True), _round_out(2.2e-313, up=True)
+    (0.123, 124000.0, 2.21e-313)
+    """
     if x == 0 or not math.isfinite(x):
         return x
-    digits = 2 - math.floor(math.log10(abs(x)))
-    scaled = x * 10**digits
-    return round((math.ceil(scaled) if up else math.floor(scaled)) / 10**digits, max(digits, 0))
+    d = Decimal(x)  # exact: no float overflow for tiny (subnormal) or huge values
+    rounded = float(d.quantize(Decimal(1).scaleb(d.adjusted() - 2), rounding=ROUND_CEILING if up else ROUND_FLOOR))
+    return rounded if (rounded >= x if up else rounded <= x) and math.isfinite(rounded) else x
+
+
+def _int_bounds(dtype: pl.DataType) -> tuple[int, int]:
+    info = np.iinfo(np.dtype(str(dtype).lower()))
+    return int(info.min), int(info.max)
 
 
 def infer_schema(df: pl.DataFrame, *, max_categories: int = 20, widen: float = 0.1) -> dict[str, Any]:
@@ -46,6 +59,8 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 20, widen: float = 0
             for e in (
                 pl.col(c).filter(pl.col(c).is_finite()).min().alias(f"{c}\x1fmin"),
                 pl.col(c).filter(pl.col(c).is_finite()).max().alias(f"{c}\x1fmax"),
+                (pl.col(c) == float("inf")).any().alias(f"{c}\x1f+inf"),
+                (pl.col(c) == float("-inf")).any().alias(f"{c}\x1f-inf"),
             )
         ],
         *[pl.col(c).n_unique().alias(f"{c}\x1funique") for c in df.columns if df.schema[c] == pl.String],
@@ -64,11 +79,17 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 20, widen: float = 0
             ge, le = lo - pad, hi + pad
             if lo >= 0:
                 ge = max(ge, 0)
-            if dtype.is_integer():
-                ge, le = math.floor(ge), math.ceil(le)
+            if dtype.is_integer():  # whole numbers the column's dtype can hold
+                lo_int, hi_int = _int_bounds(dtype)
+                ge = lo_int if ge <= lo_int else max(math.floor(ge), lo_int)
+                le = hi_int if le >= hi_int else min(math.ceil(le), hi_int)
             else:
                 ge, le = _round_out(ge, up=False), _round_out(le, up=True)
             checks = {"ge": ge, "le": le}
+            if stats[f"{c}\x1f-inf"]:
+                del checks["ge"]
+            if stats[f"{c}\x1f+inf"]:
+                del checks["le"]
         n_unique = stats.get(f"{c}\x1funique")
         if n_unique is not None and n_unique <= max_categories and n_unique < max(df.height / 2, 2):
             checks = {"isin": sorted(df[c].drop_nulls().unique().to_list())}

@@ -25,11 +25,30 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandera.polars as pa
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
+
+def _pa() -> Any:
+    """``pandera.polars``, imported on first use: a spec without a schema never pays for it."""
+    import pandera.polars
+
+    return pandera.polars
+
+
+def _builtin(name: str) -> Callable[[Any], pa.Check]:
+    """``pa.Check.<name>``, looked up when a schema is compiled."""
+
+    def check(arg: Any) -> pa.Check:
+        return getattr(_pa().Check, name)(arg)
+
+    return check
+
 
 DTYPES: dict[str, pl.DataType] = {
     "Float64": pl.Float64(),
@@ -66,24 +85,31 @@ def _range(arg: Any, name: str) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[Any], pa.Check]] = {
-    "ge": pa.Check.ge,
-    "gt": pa.Check.gt,
-    "le": pa.Check.le,
-    "lt": pa.Check.lt,
-    "eq": pa.Check.eq,
-    "ne": pa.Check.ne,
-    "in_range": lambda a: pa.Check.in_range(**_range(a, "in_range")),
-    "isin": pa.Check.isin,
-    "notin": pa.Check.notin,
-    "str_matches": pa.Check.str_matches,
-    "str_contains": pa.Check.str_contains,
-    "str_startswith": pa.Check.str_startswith,
-    "str_endswith": pa.Check.str_endswith,
-    "str_length": lambda a: pa.Check.str_length(
+    **{name: _builtin(name) for name in ("ge", "gt", "le", "lt", "eq", "ne", "isin", "notin")},
+    "in_range": lambda a: _pa().Check.in_range(**_range(a, "in_range")),
+    **{name: _builtin(name) for name in ("str_matches", "str_contains", "str_startswith", "str_endswith")},
+    "str_length": lambda a: _pa().Check.str_length(
         **{k: v for k, v in _range(a, "str_length").items() if k in ("min_value", "max_value")}
     ),
 }
 """Check names a spec may use, each mapped to the pandera built-in check."""
+
+_SET_CHECKS = ("isin", "notin")
+
+
+def _values_as(dtype: pl.DataType, values: Any, check: str) -> list[Any]:
+    """The values of an ``isin``/``notin`` check cast to the column's dtype (a ValueError if one cannot be)."""
+    if not isinstance(values, list | tuple | set | frozenset):
+        raise ValueError(f"{check} takes a list of values, got {values!r}")
+    values = list(values)
+    try:
+        cast = pl.Series("v", values, strict=False).cast(dtype, strict=False)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        raise ValueError(f"{check}: the values {values!r} cannot be compared with a {dtype} column") from exc
+    for v, c in zip(values, cast.to_list(), strict=True):
+        if v is not None and (c is None or (isinstance(v, float) and dtype.is_integer() and c != v)):
+            raise ValueError(f"{check}: the value {v!r} cannot occur in a {dtype} column")
+    return cast.to_list()
 
 
 class ColumnSpec(BaseModel):
@@ -117,10 +143,28 @@ class ColumnSpec(BaseModel):
             CHECKS[name](arg)  # validates the argument's shape now, not at run time
         return v
 
+    @model_validator(mode="after")
+    def _checks_fit_dtype(self) -> ColumnSpec:
+        if self.dtype is None:
+            return self
+        dtype = DTYPES[self.dtype]
+        for name, arg in self.checks.items():
+            if name.startswith("str_") and dtype not in (pl.String(), pl.Categorical()):
+                raise ValueError(f"check '{name}' needs a String column, but dtype is {self.dtype}")
+            if name in _SET_CHECKS:
+                _values_as(dtype, arg, name)  # raises when a value cannot be of this dtype
+        return self
+
+    def _check(self, name: str, arg: Any) -> pa.Check:
+        if name in _SET_CHECKS and self.dtype is not None:
+            # Polars' is_in does not cast: [1, 5] against a Float64 column is an error, not a check
+            arg = _values_as(DTYPES[self.dtype], arg, name)
+        return CHECKS[name](arg)
+
     def compile(self, name: str) -> pa.Column:
-        return pa.Column(
+        return _pa().Column(
             DTYPES[self.dtype] if self.dtype else None,
-            checks=[CHECKS[k](a) for k, a in self.checks.items()],
+            checks=[self._check(k, a) for k, a in self.checks.items()],
             nullable=self.nullable,
             unique=self.unique,
             required=self.required,
@@ -148,11 +192,21 @@ class SchemaSpec(BaseModel):
                 raise ValueError(f"model must be 'package.module:ClassName', got '{self.model}'")
         return self
 
-    def compile(self) -> pa.DataFrameSchema:
-        """The pandera schema (imports the user's model when ``model`` is set)."""
+    def compile(self, *, allow_import: bool = True) -> pa.DataFrameSchema:
+        """The pandera schema (imports the user's model when ``model`` is set).
+
+        With ``allow_import=False`` (a schema that comes from a fitted artifact
+        rather than from the user's spec) a ``model`` is refused: loading an
+        artifact never imports code.
+        """
         if self.model is not None:
+            if not allow_import:
+                raise ValueError(
+                    f"the schema names a Python model '{self.model}'; a fitted artifact never imports code: "
+                    "validate the input with the spec instead (prepflow validate SPEC --input ...)"
+                )
             return load_model(self.model)
-        return pa.DataFrameSchema(
+        return _pa().DataFrameSchema(
             {name: col.compile(name) for name, col in self.columns.items()},
             strict=self.strict,
             coerce=self.coerce,
@@ -170,7 +224,7 @@ def load_model(ref: str) -> pa.DataFrameSchema:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import schema model '{ref}': {exc}") from exc
-    if not (isinstance(obj, type) and issubclass(obj, pa.DataFrameModel)):
+    if not (isinstance(obj, type) and issubclass(obj, _pa().DataFrameModel)):
         raise ValueError(f"'{ref}' is not a pandera.polars.DataFrameModel")
     return obj.to_schema()
 

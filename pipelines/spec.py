@@ -11,6 +11,7 @@ StandardScaler(name=None, columns=['x'], with_mean=True, with_std=True)
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,25 @@ class PipelineSpec:
         return Pipeline(self.steps, target=self.target, name=self.name)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """A bounded repr for messages: a huge value never becomes a huge message."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors/aliases: a few hundred bytes of nested
+    aliases ("billion laughs") would otherwise expand into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in a spec", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     """Read and validate a YAML spec file."""
     path = Path(path)
@@ -58,7 +78,7 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -80,7 +100,7 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
             )
     for key in ("name", "description", "target"):
         if data.get(key) is not None and not isinstance(data[key], str):
-            raise SpecError(f"{source}: '{key}' must be a string, got {data[key]!r}")
+            raise SpecError(f"{source}: '{key}' must be a string, got {_short(data[key])}")
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
         raise SpecError(f"{source}: 'steps' must be a non-empty list of steps (a pipeline needs at least one step)")
@@ -118,14 +138,14 @@ def _describe_plain(exc: ValidationError) -> str:
         elif err["type"] == "value_error":
             parts.append(f"{loc}: {err['ctx']['error'] if 'ctx' in err else err['msg']}")
         else:
-            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+            parts.append(f"{loc}: {err['msg']} (got {_short(err.get('input'))})")
     return "; ".join(dict.fromkeys(parts))
 
 
 def parse_step(data: Any, *, where: str) -> Step:
     """One step mapping ``{kind, method, **params}`` to a validated step."""
     if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: a step must be a mapping with 'kind' and 'method', got {data!r}")
+        raise SpecError(f"{where}: a step must be a mapping with 'kind' and 'method', got {_short(data)}")
     params = dict(data)
     kind, method = params.pop("kind", None), params.pop("method", None)
     if kind is None or method is None:
@@ -156,7 +176,7 @@ def _describe(exc: ValidationError, cls: type[Step]) -> str:
         elif err["type"] == "value_error" and not err["loc"]:
             parts.append(str(err["ctx"]["error"]) if "ctx" in err else err["msg"])
         else:
-            parts.append(f"parameter '{loc}': {err['msg']} (got {err.get('input')!r})")
+            parts.append(f"parameter '{loc}': {err['msg']} (got {_short(err.get('input'))})")
     return "; ".join(dict.fromkeys(parts))
 
 

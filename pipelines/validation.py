@@ -15,17 +15,23 @@ Pandera skips data checks on LazyFrames by default; validation here always runs
 with ``ValidationDepth.SCHEMA_AND_DATA`` and ``lazy=True`` (every failure at once).
 Coercion is done here, value by value, so that a value that cannot be cast is
 a row-level failure naming the row, not a failure of the whole column.
+
+Floating NaN is *missing*, like null (as everywhere in prepflow): checks skip it,
+and a column that is not ``nullable`` fails on it. The values themselves are not
+changed: a NaN stays NaN in the output and in the quarantine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
-from pandera.config import ValidationDepth, config_context
 
 from pipelines.errors import DataError
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 ROW = "__row"
 REASONS = "__reasons"
@@ -68,8 +74,18 @@ def _coerce(df: pl.DataFrame, schema: pa.DataFrameSchema) -> tuple[pl.DataFrame,
     return (df.with_columns(casts) if casts else df), _failure_frame(failures)
 
 
+def _nan_as_null(df: pl.DataFrame) -> pl.DataFrame:
+    """NaN as null in float columns, so that checks skip it and ``nullable`` decides."""
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    return df.with_columns(pl.col(floats).fill_nan(None)) if floats else df
+
+
 def _run_pandera(df: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
     """Every pandera failure of ``df`` (empty frame when it passes)."""
+    import pandera.polars as pa  # on first use: a spec without a schema never imports pandera
+    from pandera.config import ValidationDepth, config_context
+
+    df = _nan_as_null(df)
     local = schema.set_coerce(False) if hasattr(schema, "set_coerce") else schema
     with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
         try:
@@ -87,17 +103,26 @@ def _run_pandera(df: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
     return _failure_frame([])
 
 
+def _short(text: str | None, limit: int = 200) -> str | None:
+    """The first line of a failure case, at most ``limit`` characters (Polars errors run long)."""
+    if text is None:
+        return None
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def schema_problems(failures: pl.DataFrame) -> list[str]:
     """Readable lines for schema-level failures (those with no row index)."""
     out = []
     for r in failures.filter(pl.col("index").is_null()).unique(maintain_order=True).iter_rows(named=True):
-        check, col, case = r["check"], r["column"], r["failure_case"]
+        check, col, case = r["check"], r["column"], _short(r["failure_case"])
         if check == "column_in_dataframe":
             out.append(f"column '{case}' is missing")
         elif check == "column_in_schema":
             out.append(f"column '{case}' is not in the schema (strict: true)")
         elif check and check.startswith("dtype("):
-            out.append(f"column '{col}' has dtype {case}, expected {check[6:-1]}")
+            expected = check[6:-1].strip("'\"")  # pandera writes dtype('Float64')
+            out.append(f"column '{col}' has dtype {case}, expected {expected}")
         elif check == "column_ordered":
             out.append(f"columns are not in the declared order (first out of place: '{case}')")
         else:
@@ -107,7 +132,7 @@ def schema_problems(failures: pl.DataFrame) -> list[str]:
 
 def failure_table(failures: pl.DataFrame, limit: int = 10) -> str:
     """The first row-level failures as aligned text lines."""
-    rows = failures.filter(pl.col("index").is_not_null()).sort("index").head(limit)
+    rows = failures.filter(pl.col("index").is_not_null()).sort("index", "column", "check").head(limit)
     lines = [
         f"  row {r['index']}: {r['column']}:{r['check']} (value {r['failure_case']!s})"
         for r in rows.iter_rows(named=True)

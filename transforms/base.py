@@ -20,13 +20,15 @@ and never collects.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import polars as pl
 import polars.selectors as cs
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from transforms import columns as _columns
 from transforms import jsonable, registry
@@ -237,11 +239,32 @@ class Fitted:
             params = {**jsonable.decode(data.get("params", {})), **entry.fixed}
             step = entry.cls.model_validate(params)
             state = {k: _freeze(v) for k, v in jsonable.decode(data["state"]).items()}
+            _check_state(step.fitted_class, state)
             return step.fitted_class(step=step, **state)  # type: ignore[attr-defined]
         except ArtifactError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise ArtifactError(f"invalid fitted step {data.get('kind')}/{data.get('method')}: {exc}") from exc
+
+
+@functools.cache
+def _state_adapters(cls: type[Fitted]) -> dict[str, TypeAdapter[Any]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls) if f.name != "step"}
+
+
+def _check_state(cls: type[Fitted], state: Mapping[str, Any]) -> None:
+    """Check an artifact's state against the fitted class's annotations (strict types).
+
+    A string where a number belongs would otherwise reach Polars as a column name.
+    """
+    adapters = _state_adapters(cls)
+    unknown = set(state) - set(adapters)
+    missing = set(adapters) - set(state)
+    if unknown or missing:
+        raise ArtifactError(f"state fields differ: unknown {sorted(unknown)}, missing {sorted(missing)}")
+    for name, value in state.items():
+        adapters[name].validate_python(value, strict=True)
 
 
 def _freeze(value: Any) -> Any:

@@ -118,7 +118,8 @@ class StandardScaler(_AffineScaler):
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
         n, mean, var = v["n"], _or(v["mean"], 0.0), _or(v["var"], 0.0)
         # scikit-learn's _is_constant_feature: variance within rounding error of zero
-        constant = var <= n * _EPS * var + (n * mean * _EPS) ** 2
+        t = n * mean * _EPS  # t * t overflows to inf (never an error) for |mean| near float max
+        constant = var <= n * _EPS * var + t * t
         scale = 1.0 if constant else _zero_to_one(math.sqrt(var))
         return (mean if self.with_mean else 0.0, scale if self.with_std else 1.0, 0.0)
 
