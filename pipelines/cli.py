@@ -24,6 +24,7 @@ from rich.table import Table
 from pipelines import commands
 from pipelines.engine import ConservationError
 from pipelines.errors import EXIT_USAGE, exit_code
+from pipelines.optimize.command import register as register_optimize
 from pipelines.spec import json_schema
 from transforms import registry
 from transforms._version import __version__
@@ -259,6 +260,9 @@ def steps(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
         params = ", ".join(f"{k}={v!r}" for k, v in r["params"].items() if k not in ("name",))
         table.add_row(r["kind"], r["method"], r["class"], params, r["description"])
     out.print(table)
+
+
+register_optimize(app)
 
 
 def _version(value: bool) -> None:

@@ -28,7 +28,7 @@ from transforms.columns import ColumnSelector
 from transforms.errors import ConfigError, did_you_mean
 from transforms.pipeline import Pipeline
 
-TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps")
+TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps", "search", "constraints")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,10 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
                 f"{source}: unknown top-level key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}; "
                 f"known: {', '.join(TOP_LEVEL_KEYS)}"
             )
+    if "search" in data or "constraints" in data:
+        from pipelines.optimize.space import parse_search  # the optimizer's block, checked here too
+
+        parse_search(data, source=source)
     for key in ("name", "description", "target"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise SpecError(f"{source}: '{key}' must be a string, got {_short(data[key])}")
@@ -211,6 +215,8 @@ def json_schema() -> dict[str, Any]:
         target=(str | None, None),
         input=(InputSpec | None, None),
         output=(OutputSpec | None, None),
+        search=(dict[str, Any] | None, None),
+        constraints=(dict[str, Any] | None, None),
         steps=(list[Union[tuple(step_models)]], Field(min_length=1)),  # type: ignore[misc]
     )
     schema = spec_model.model_json_schema()
