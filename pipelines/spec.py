@@ -21,6 +21,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from pipelines.errors import SpecError, UsageError
+from pipelines.flow_spec import FLOW_KEYS, FlowSettings, FlowSpec, ParametersSpec, ScheduleSpec, parse_flow_spec
 from pipelines.schema import InputSpec, OutputSpec
 from transforms import registry
 from transforms.base import Step
@@ -28,7 +29,7 @@ from transforms.columns import ColumnSelector
 from transforms.errors import ConfigError, did_you_mean
 from transforms.pipeline import Pipeline
 
-TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps", "search", "constraints")
+TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps", "search", "constraints", *FLOW_KEYS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class PipelineSpec:
     target: str | None = None
     input: InputSpec = field(default_factory=InputSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
+    flow: FlowSpec = field(default_factory=FlowSpec)
     raw: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<spec>"
 
@@ -110,6 +112,7 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
         raise SpecError(f"{source}: 'steps' must be a non-empty list of steps (a pipeline needs at least one step)")
     parsed = tuple(parse_step(s, where=f"{source}: steps[{i}]") for i, s in enumerate(steps))
     input_, output = parse_edges(data, source=source)
+    flow = parse_flow_spec(data, source=source)
     return PipelineSpec(
         steps=parsed,
         name=data.get("name"),
@@ -117,6 +120,7 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
         target=data.get("target"),
         input=input_,
         output=output,
+        flow=flow,
         raw=dict(data),
         source=source,
     )
@@ -215,6 +219,9 @@ def json_schema() -> dict[str, Any]:
         target=(str | None, None),
         input=(InputSpec | None, None),
         output=(OutputSpec | None, None),
+        flow=(FlowSettings | None, None),
+        schedule=(ScheduleSpec | None, None),
+        parameters=(ParametersSpec | None, None),
         search=(dict[str, Any] | None, None),
         constraints=(dict[str, Any] | None, None),
         steps=(list[Union[tuple(step_models)]], Field(min_length=1)),  # type: ignore[misc]
