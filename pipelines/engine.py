@@ -28,6 +28,7 @@ from pipelines.errors import DataError
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
 from transforms._version import __version__
+from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
 
 ROW = "__row"
@@ -71,6 +72,13 @@ def fit(spec: PipelineSpec, df: pl.DataFrame, progress: Progress = _quiet) -> Fi
     progress("fit")
     try:
         return spec.pipeline().fit(df, spec=spec.raw)
+    except PrepflowError as exc:
+        index = getattr(exc, "step_index", None)
+        if index is None:
+            raise
+        label = spec.steps[index].label
+        message = str(exc).removeprefix(f"{label}: ")
+        raise type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}") from exc
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"fitting failed on the input data: {io.first_line(exc)}") from exc
 

@@ -20,14 +20,18 @@ group, not once per column or step.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
 from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
+from transforms.errors import PrepflowError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
         plans: list[FitPlan] = []
         writes: set[str] = set()
         open_ = True
-        for step in steps[i:]:
-            plan = step.plan(schema, target)
+        for j, step in enumerate(steps[i:], start=i):
+            plan = _at(j, step.plan, schema, target)
             if plans and not _joins_group(plan, writes, open_):
                 break
             plans.append(plan)
@@ -69,7 +73,7 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
                 writes |= written | added_or_removed
                 schema = plan.output_schema
         data = _collect(plans, current)
-        group_fitted = [plan.finish(d) for plan, d in zip(plans, data, strict=True)]
+        group_fitted = [_at(i + k, plan.finish, d) for k, (plan, d) in enumerate(zip(plans, data, strict=True))]
         for f in group_fitted:
             current = f.apply(current, train=True)
         seconds.append(time.perf_counter() - started)
@@ -77,6 +81,15 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
         fitted.extend(group_fitted)
         i += len(plans)
     return FitResult(tuple(fitted), tuple(groups), tuple(seconds))
+
+
+def _at(index: int, fn: Callable[..., T], *args: object) -> T:
+    """Call ``fn``; a prepflow error it raises records the index of the step (``exc.step_index``)."""
+    try:
+        return fn(*args)
+    except PrepflowError as exc:
+        exc.step_index = index  # type: ignore[attr-defined]
+        raise
 
 
 def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:

@@ -40,7 +40,6 @@ from hypothesis import strategies as st
 from pipelines import io
 from pipelines.errors import DataError
 from pipelines.spec import parse_spec
-from transforms import registry
 
 # --- the files cases start from -------------------------------------------------------------
 
@@ -169,8 +168,6 @@ def _check_empty_output(d: Path) -> None:
     assert out.height == 0 and out.schema["x"] == pl.Float64
     assert pl.read_parquet(d / "out.quarantine.parquet").height == 3
 
-
-NO_LOG = ("scale", "log") not in {(e.kind, e.method) for e in registry.entries()}
 
 CASES: list[Case] = [
     # --- reading the input: CSV --------------------------------------------------------------
@@ -578,8 +575,7 @@ CASES: list[Case] = [
         {"spec.yaml": "steps:\n  - {kind: scale, method: log, columns: [x]}\n", "in.csv": "x\n-5\n1\n2\n"},
         run_args(),
         1,
-        "scale/log",
-        xfail="scale/log is not registered yet (transforms/scale/normal.py)" if NO_LOG else None,
+        "scale/log: column 'x' has values <= -1 (min -5)",
     ),
 ]
 
@@ -635,11 +631,11 @@ def _run_case(case: Case, d: Path) -> Result:
 @pytest.fixture(scope="module")
 def results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     """Run every selected case concurrently, each in its own folder."""
-    wanted = {
-        item.callspec.params["case"].name
-        for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec") and "case" in item.callspec.params
-    }
+    wanted = set()
+    for item in request.session.items:  # doctest items have no module, unparametrized ones no callspec
+        callspec = getattr(item, "callspec", None)
+        if getattr(item, "module", None) is request.module and callspec is not None and "case" in callspec.params:
+            wanted.add(callspec.params["case"].name)
     root = tmp_path_factory.mktemp("bad_inputs")
     cases = [c for c in CASES if c.name in wanted]
     with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
@@ -739,3 +735,33 @@ def test_csv_reading_in_process(tmp_path: Path, content: bytes, outcome: str | t
     else:
         df = io.read(p)
         assert df.shape == outcome and df.columns[0] == "x"
+
+
+# --- messages of steps that cannot fit name the spec file and the step -----------------------
+
+STEP_ERRORS = [
+    (
+        "steps:\n  - {kind: scale, method: standard, columns: [nope]}\n",
+        GOOD,
+        "steps[0] (scale/standard): column 'nope'",
+    ),
+    (SMOTE, _two_classes().drop("label"), "steps[0] (augment/smote): column 'label'"),
+    (SMOTE, _two_classes(classes=1), "steps[0] (augment/smote): single-class target 'label'"),
+    (
+        "steps:\n  - {kind: impute, method: mean}\n  - {kind: scale, method: log, columns: [x]}\n",
+        pl.DataFrame({"x": [-5.0, 1.0]}),
+        "steps[1] (scale/log): column 'x' has values <= -1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "frame", "fragment"), STEP_ERRORS, ids=["columns", "target", "classes", "log"])
+def test_fit_errors_name_the_spec_file_and_step(tmp_path: Path, spec: str, frame: pl.DataFrame, fragment: str) -> None:
+    from pipelines import commands
+    from transforms.errors import PrepflowError
+
+    (tmp_path / "spec.yaml").write_text(spec)
+    frame.write_parquet(tmp_path / "in.parquet")
+    with pytest.raises(PrepflowError) as info:
+        commands.run(tmp_path / "spec.yaml", tmp_path / "in.parquet", tmp_path / "out.parquet")
+    assert str(info.value).startswith(f"{tmp_path / 'spec.yaml'}: {fragment}"), str(info.value)
