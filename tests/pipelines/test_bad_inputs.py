@@ -261,7 +261,7 @@ CASES: list[Case] = [
         {"spec.yaml": STD, "in.csv": "x,y\n1.5,a\noops,b\n"},
         run_args(),
         2,
-        "scale/standard: column 'x' has dtype String; this step needs numeric columns",
+        "spec.yaml: steps[0] (scale/standard): column 'x' has dtype String; this step needs numeric columns",
     ),
     # --- values -----------------------------------------------------------------------------
     Case(
@@ -547,7 +547,7 @@ CASES: list[Case] = [
         {"spec.yaml": "steps:\n  - {kind: scale, method: standard, columns: [nope]}\n", "in.csv": GOOD_CSV},
         run_args(),
         2,
-        "scale/standard: column 'nope' is not in the data; available: x, y",
+        "spec.yaml: steps[0] (scale/standard): column 'nope' is not in the data; available: x, y",
     ),
     Case(
         "zero_steps",
@@ -561,21 +561,21 @@ CASES: list[Case] = [
         {"spec.yaml": SMOTE, "in.parquet": _two_classes().drop("label")},
         run_args(inp="in.parquet"),
         2,
-        "augment/smote: column 'label' is not in the data",
+        "spec.yaml: steps[0] (augment/smote): column 'label' is not in the data",
     ),
     Case(
         "smote_single_class",
         {"spec.yaml": SMOTE, "in.parquet": _two_classes(classes=1)},
         run_args(inp="in.parquet"),
         1,
-        "augment/smote: single-class target 'label' (1 class(es)); SMOTE needs two or more",
+        "spec.yaml: steps[0] (augment/smote): single-class target 'label' (1 class(es)); SMOTE needs two or more",
     ),
     Case(
         "log_on_negative_values",
         {"spec.yaml": "steps:\n  - {kind: scale, method: log, columns: [x]}\n", "in.csv": "x\n-5\n1\n2\n"},
         run_args(),
         1,
-        "scale/log: column 'x' has values <= -1 (min -5)",
+        "spec.yaml: steps[0] (scale/log): column 'x' has values <= -1 (min -5)",
     ),
 ]
 
