@@ -1,0 +1,37 @@
+"""Regression guard for performance: the benchmarks' quick mode on cases 1 and 2.
+
+Runs the quick mode (``python -m benchmarks --quick --cases 1,2``: 200k rows, one
+run, each variant in its own subprocess; data in a temporary cache) for the two
+variants the assertion needs, and asserts only a ratio that holds on a noisy
+machine: the prepflow library takes at most half of scikit-learn's time. Inside
+each run the work is timed five times and the fastest kept (``repeat=5``), so a
+burst of load on a shared machine does not decide the ratio. Absolute times and
+the tighter targets are reported by the full benchmark (``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.runner import QUICK_ROWS, ratio, run_benchmarks, table
+
+
+@pytest.mark.slow
+def test_quick_cases_1_and_2(tmp_path: Path) -> None:
+    results = run_benchmarks(
+        cases=(1, 2),
+        rows=QUICK_ROWS,
+        runs=1,
+        variants=("sklearn", "prepflow"),
+        cache=tmp_path,
+        timeout=120,
+        repeat=5,
+        echo=lambda _: None,
+    )
+    times = {f"case {r.case} {r.variant}": r.runs[0].detail.get("work_times") for r in results}
+    report = f"{table(results)}\nwork times per run: {times}"
+    assert not any(r.error for r in results), report
+    for case in (1, 2):
+        assert ratio(results, case, "prepflow", "sklearn") <= 0.5, report
