@@ -29,13 +29,11 @@ import string
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.errors import SpecError, UsageError
+from pipelines.errors import SpecError
 from transforms.errors import did_you_mean
 
 if TYPE_CHECKING:
@@ -197,21 +195,9 @@ def load(path: str | os.PathLike[str]) -> tuple[PipelineSpec, FlowSpec]:
     The pipeline is parsed without the orchestration keys; its ``raw`` keeps the whole
     file, as ``prepflow run`` records it in the fitted artifact.
     """
-    from pipelines.spec import parse_spec  # spec.py validates these keys with this module
+    from pipelines.spec import parse_spec, read_yaml  # spec.py validates these keys with this module
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: spec file not found" if not path.exists() else f"{path}: is not a file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise SpecError(f"{path}: YAML syntax error at {where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not a valid YAML spec: {exc}") from exc
+    data = read_yaml(path)
     if not isinstance(data, Mapping):
         return parse_spec(data, source=str(path)), FlowSpec()  # parse_spec names the problem
     flow = parse_flow_spec(data, source=str(path))

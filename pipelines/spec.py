@@ -70,8 +70,8 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
-    """Read and validate a YAML spec file."""
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The parsed YAML of a spec file (safe: no Python tags, no aliases), errors naming file and position."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: spec file not found" if not path.exists() else f"{path}: is not a file")
@@ -80,14 +80,18 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader)
+        return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise SpecError(f"{path}: YAML syntax error at {where}: {exc.problem}") from exc
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not a valid YAML spec: {exc}") from exc
-    return parse_spec(data, source=str(path))
+
+
+def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
+    """Read and validate a YAML spec file."""
+    return parse_spec(read_yaml(path), source=str(path))
 
 
 def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:

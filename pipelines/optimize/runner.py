@@ -22,7 +22,6 @@ from typing import Any
 
 import optuna
 import polars as pl
-import yaml
 from optuna.trial import FrozenTrial
 
 from pipelines import io, validation
@@ -31,41 +30,13 @@ from pipelines.optimize import outputs, strategy
 from pipelines.optimize.objective import Objective, Problem, check_space, config_fingerprint, make_problem
 from pipelines.optimize.space import SearchSpace, parse_search
 from pipelines.optimize.strategy import RunSummary, Strategy
-from pipelines.spec import TOP_LEVEL_KEYS, parse_edges, parse_spec
+from pipelines.spec import TOP_LEVEL_KEYS, parse_edges, parse_spec, read_yaml
 from transforms.errors import did_you_mean
 
 PathLike = str | os.PathLike[str]
 SPEC_KEYS = (*dict.fromkeys((*TOP_LEVEL_KEYS, "search", "constraints")),)
 OBJECTIVES = ("score", "time")
 CONFIG_ATTR = "prepflow.config"
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` without anchors and aliases (nested aliases can expand to gigabytes)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not allowed in a spec", self.peek_event().start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-def read_yaml(path: PathLike) -> Any:
-    """The parsed YAML of a spec file (no Python tags, no aliases), with errors naming the file and position."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: spec file not found" if not path.exists() else f"{path}: is not a file")
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)  # a SafeLoader
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise SpecError(f"{path}: YAML syntax error at {where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not a valid YAML spec: {exc}") from exc
 
 
 def check_spec(data: Any, *, source: str = "<spec>") -> SearchSpace:
