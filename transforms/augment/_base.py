@@ -208,3 +208,16 @@ def _float_bound(bound: int) -> float:
     """The float nearest ``bound`` that does not overflow it (2**63 - 1 is not a float)."""
     f = float(bound)
     return f if int(f) == bound else float(np.nextafter(f, 0.0))
+
+
+@dataclass(frozen=True)
+class FittedClassBalance(FittedAugment):
+    """Classes of ``target`` (sorted), their fitted counts and the rows added to each."""
+
+    target: str
+    classes: tuple[Any, ...]
+    counts: tuple[int, ...]
+    n_new: tuple[int, ...]
+
+    def labels(self) -> tuple[str, ...]:
+        return (self.target,)

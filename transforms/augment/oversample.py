@@ -8,14 +8,13 @@ column is gathered with, so whole rows are copied; no UDF, streaming-friendly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 from pydantic import Field
 
 from transforms.augment._base import (
     AugmentStep,
-    FittedAugment,
+    FittedClassBalance,
     class_counts_query,
     class_filter,
     derive_seed,
@@ -26,16 +25,8 @@ from transforms.registry import register
 
 
 @dataclass(frozen=True)
-class FittedOversampler(FittedAugment):
-    """Classes of ``target`` (sorted), their fitted counts and the rows added to each."""
-
-    target: str
-    classes: tuple[Any, ...]
-    counts: tuple[int, ...]
-    n_new: tuple[int, ...]
-
-    def labels(self) -> tuple[str, ...]:
-        return (self.target,)
+class FittedOversampler(FittedClassBalance):
+    """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
     def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         dtype = lf.collect_schema()[self.target]

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from transforms.augment._base import (
     AugmentStep,
-    FittedAugment,
+    FittedClassBalance,
     class_counts_query,
     class_filter,
     keep_dtype,
@@ -101,16 +101,8 @@ def _smote_batch(
 
 
 @dataclass(frozen=True)
-class FittedSMOTE(FittedAugment):
-    """Classes of ``target`` (sorted), their fitted counts and the rows added to each."""
-
-    target: str
-    classes: tuple[Any, ...]
-    counts: tuple[int, ...]
-    n_new: tuple[int, ...]
-
-    def labels(self) -> tuple[str, ...]:
-        return (self.target,)
+class FittedSMOTE(FittedClassBalance):
+    """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
     def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
