@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
+from pipelines.engine_spec import ENGINE_KEYS, EngineSpec, parse_engine_spec
 from pipelines.errors import SpecError, UsageError
 from pipelines.flow_spec import FLOW_KEYS, FlowSettings, FlowSpec, ParametersSpec, ScheduleSpec, parse_flow_spec
 from pipelines.schema import InputSpec, OutputSpec
@@ -29,7 +30,18 @@ from transforms.columns import ColumnSelector
 from transforms.errors import ConfigError, did_you_mean
 from transforms.pipeline import Pipeline
 
-TOP_LEVEL_KEYS = ("name", "description", "target", "input", "output", "steps", "search", "constraints", *FLOW_KEYS)
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "target",
+    "input",
+    "output",
+    "steps",
+    "search",
+    "constraints",
+    *FLOW_KEYS,
+    *ENGINE_KEYS,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class PipelineSpec:
     input: InputSpec = field(default_factory=InputSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     flow: FlowSpec = field(default_factory=FlowSpec)
+    engine: EngineSpec = field(default_factory=EngineSpec)
     raw: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<spec>"
 
@@ -117,6 +130,7 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
     parsed = tuple(parse_step(s, where=f"{source}: steps[{i}]") for i, s in enumerate(steps))
     input_, output = parse_edges(data, source=source)
     flow = parse_flow_spec(data, source=source)
+    engine = parse_engine_spec(data, source=source)
     return PipelineSpec(
         steps=parsed,
         name=data.get("name"),
@@ -125,6 +139,7 @@ def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
         input=input_,
         output=output,
         flow=flow,
+        engine=engine,
         raw=dict(data),
         source=source,
     )
@@ -226,6 +241,7 @@ def json_schema() -> dict[str, Any]:
         flow=(FlowSettings | None, None),
         schedule=(ScheduleSpec | None, None),
         parameters=(ParametersSpec | None, None),
+        engine=(EngineSpec | None, None),
         search=(dict[str, Any] | None, None),
         constraints=(dict[str, Any] | None, None),
         steps=(list[Union[tuple(step_models)]], Field(min_length=1)),  # type: ignore[misc]
