@@ -63,15 +63,60 @@ class Quantiles:
 
     expr: pl.Expr
     probs: tuple[float, ...]
+    #: fit on a random subset of at most this many non-null rows (in-memory fits only;
+    #: streaming and distributed fits sketch every row)
+    subsample: int | None = None
+    seed: int | None = None
+
+
+#: statistics a :class:`Stat` request can ask for
+STATS = ("count", "mean", "var", "std", "min", "max", "sum", "mode")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """An aggregate request: one statistic of ``expr``'s non-null values, mergeable across chunks.
+
+    ``count``, ``mean``, ``var`` and ``std`` (population, ddof=0), ``min``,
+    ``max``, ``sum``, and ``mode`` (the smallest of the most frequent values).
+    In memory the engine evaluates the equivalent Polars aggregation; in
+    streaming and distributed fits it keeps mergeable partial statistics
+    (:mod:`transforms.stats`) per chunk, so steps declare *what* they need and
+    every regime can fit them. ``expr`` must yield null for values to ignore.
+
+    >>> Stat(pl.col("x"), "mean").expression().meta.output_name()
+    'x'
+    """
+
+    expr: pl.Expr
+    stat: str
+
+    def __post_init__(self) -> None:
+        if self.stat not in STATS:
+            raise ValueError(f"unknown statistic {self.stat!r}; known: {', '.join(STATS)}")
+
+    def expression(self) -> pl.Expr:
+        """The equivalent one-row Polars aggregation (the in-memory fit)."""
+        x = self.expr
+        if self.stat in ("var", "std"):
+            return getattr(x, self.stat)(ddof=0)
+        if self.stat == "mode":
+            return x.drop_nulls().mode().min()
+        return getattr(x, self.stat)()
+
+
+Aggregate = pl.Expr | Quantiles | Stat
 
 
 @dataclass(frozen=True)
 class FitPlan:
     """What a step needs from the data to be fitted.
 
-    ``aggregates`` are one-row aggregation expressions over the step's input, or
-    :class:`Quantiles` requests; the engine runs those of independent steps in a
-    single ``select`` (and a single quantile pass).
+    ``aggregates`` are :class:`Stat` and :class:`Quantiles` requests (mergeable:
+    every regime, in memory, streamed or distributed, can fit them), or plain
+    one-row Polars aggregations (in memory; a streaming fit evaluates them on the
+    driver with Polars' streaming engine). The engine runs those of independent
+    steps in a single ``select`` (and a single quantile pass).
     ``queries`` build a small frame from the input (a ``group_by``, or the few
     columns a model is trained on); they run in the same ``collect_all``.
     ``finish`` turns the answers into the fitted step.
@@ -87,7 +132,7 @@ class FitPlan:
     finish: Callable[[FitData], Fitted]
     reads: tuple[str, ...]
     output_schema: pl.Schema | None
-    aggregates: Mapping[str, pl.Expr | Quantiles] = field(default_factory=dict)
+    aggregates: Mapping[str, Aggregate] = field(default_factory=dict)
     queries: Mapping[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = field(default_factory=dict)
     changes_rows: bool = False
     writes: tuple[str, ...] | None = None

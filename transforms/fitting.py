@@ -28,7 +28,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
+from transforms.base import FitData, FitPlan, Fitted, Quantiles, Stat, Step
 from transforms.errors import PrepflowError
 
 T = TypeVar("T")
@@ -104,13 +104,13 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             if isinstance(e, Quantiles):
                 quantiles[key] = e
             else:
-                aggs[key] = e.alias(key)
+                aggs[key] = (e.expression() if isinstance(e, Stat) else e).alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
     frames = []
     if aggs:
         frames.append(lf.select(list(aggs.values())))
     if quantiles:
-        frames.append(lf.select([q.expr.alias(k) for k, q in quantiles.items()]))
+        frames.append(lf.select([subsampled(q).alias(k) for k, q in quantiles.items()]))
     results = iter(pl.collect_all(frames + queries) if frames or queries else [])
     row = next(results).row(0, named=True) if aggs else {}
     if quantiles:
@@ -121,6 +121,15 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         frames_ = {k: next(results) for k in plan.queries}
         data.append(FitData(values, frames_))
     return data
+
+
+def subsampled(q: Quantiles) -> pl.Expr:
+    """``q.expr``, nulled outside a seeded random subset of ``q.subsample`` non-null rows."""
+    x = q.expr
+    if q.subsample is None:
+        return x
+    picked = x.is_not_null().arg_true().sample(n=pl.min_horizontal(x.count(), q.subsample), seed=q.seed)
+    return pl.when(pl.int_range(pl.len()).is_in(picked.implode())).then(x)
 
 
 def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float] | None:

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from transforms.augment._base import AugmentStep, FittedAugment, keep_dtype
-from transforms.base import FitData, FitPlan
+from transforms.base import FitData, FitPlan, Stat
 from transforms.missing import finite
 from transforms.registry import register
 
@@ -81,7 +81,7 @@ class GaussianNoise(AugmentStep):
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         t = self.effective_target(target)
         cols = self.resolve_columns(schema, t)
-        aggs = {str(i): finite(c, schema[c]).cast(pl.Float64).std(ddof=0) for i, c in enumerate(cols)}
+        aggs = {str(i): Stat(finite(c, schema[c]).cast(pl.Float64), "std") for i, c in enumerate(cols)}
 
         def finish(data: FitData) -> FittedGaussianNoise:
             stds = [data.aggregates[str(i)] for i in range(len(cols))]

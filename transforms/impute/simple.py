@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import model_validator
 
-from transforms.base import FitData, FitPlan, Quantiles
+from transforms.base import Aggregate, FitData, FitPlan, Quantiles, Stat
 from transforms.errors import ColumnError, ConfigError
 from transforms.impute._common import FittedImpute, ImputeStep, output_schema
 from transforms.missing import as_null, finite
@@ -166,18 +166,18 @@ class SimpleImputer(ImputeStep):
             raise ConfigError(f"{self.label}: fill_value={value!r} does not fit column '{column}' of dtype {dtype}")
         return value
 
-    def _aggregate(self, column: str, dtype: pl.DataType) -> pl.Expr | Quantiles:
+    def _aggregate(self, column: str, dtype: pl.DataType) -> Aggregate:
         if self.strategy == "mean":
-            return finite(column, dtype).mean()
+            return Stat(finite(column, dtype), "mean")
         if self.strategy == "median":
             return Quantiles(finite(column, dtype), (0.5,))
         x = pl.col(column).cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else finite(column, dtype)
-        return x.drop_nulls().mode().min()
+        return Stat(x, "mode")
 
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         cols = self.resolve_columns(schema, target)
         constants: dict[str, Any] = {}
-        aggs: dict[str, pl.Expr | Quantiles] = {}
+        aggs: dict[str, Aggregate] = {}
         for c in cols:
             if self.strategy == "constant":
                 constants[c] = self._constant(c, schema[c])

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field, model_validator
 
-from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
+from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
 
@@ -140,7 +140,7 @@ class _Univariate(Step):
 
     fitted_class = FittedBounds
 
-    def _aggregates(self, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, x: pl.Expr) -> dict[str, Aggregate]:
         """One-row aggregations of ``x`` (a column's finite values)."""
         raise NotImplementedError
 
@@ -201,8 +201,8 @@ class ZScoreOutliers(_Univariate):
 
     threshold: float = Field(3.0, gt=0)
 
-    def _aggregates(self, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
-        return {"mean": x.mean(), "std": x.std(ddof=0), "min": x.min(), "max": x.max()}
+    def _aggregates(self, x: pl.Expr) -> dict[str, Aggregate]:
+        return {"mean": Stat(x, "mean"), "std": Stat(x, "std"), "min": Stat(x, "min"), "max": Stat(x, "max")}
 
     def _bounds(self, v: dict[str, Any]) -> tuple[float | None, float | None]:
         if v["mean"] is None:
@@ -225,7 +225,7 @@ class IQROutliers(_Univariate):
 
     k: float = Field(1.5, ge=0)
 
-    def _aggregates(self, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, x: pl.Expr) -> dict[str, Aggregate]:
         return {"q": Quantiles(x, (0.25, 0.75))}
 
     def _bounds(self, v: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -254,7 +254,7 @@ class MADOutliers(_Univariate):
 
     threshold: float = Field(3.5, gt=0)
 
-    def _aggregates(self, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, x: pl.Expr) -> dict[str, Aggregate]:
         dev = (x - x.median()).abs()
         return {"median": x.median(), "mad": dev.median(), "meanad": dev.mean()}
 
@@ -287,7 +287,7 @@ class PercentileOutliers(_Univariate):
             raise ValueError(f"lower must be < upper, got lower={self.lower}, upper={self.upper}")
         return self
 
-    def _aggregates(self, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, x: pl.Expr) -> dict[str, Aggregate]:
         return {"q": Quantiles(x, (self.lower, self.upper))}
 
     def _bounds(self, v: dict[str, Any]) -> tuple[float | None, float | None]:

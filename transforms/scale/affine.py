@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 from pydantic import model_validator
 
-from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
+from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
 
@@ -68,7 +68,7 @@ class _AffineScaler(Step):
 
     fitted_class = FittedAffine
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, Aggregate]:
         raise NotImplementedError
 
     def _state(self, values: dict[str, Any]) -> tuple[float, float, float]:
@@ -112,8 +112,8 @@ class StandardScaler(_AffineScaler):
     with_mean: bool = True
     with_std: bool = True
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
-        return {"n": x.count(), "mean": x.mean(), "var": x.var(ddof=0)}
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, Aggregate]:
+        return {"n": Stat(x, "count"), "mean": Stat(x, "mean"), "var": Stat(x, "var")}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
         n, mean, var = v["n"], _or(v["mean"], 0.0), _or(v["var"], 0.0)
@@ -138,8 +138,8 @@ class MinMaxScaler(_AffineScaler):
             raise ValueError(f"feature_range must be (min, max) with min < max, got {self.feature_range}")
         return self
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
-        return {"min": x.min(), "max": x.max()}
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, Aggregate]:
+        return {"min": Stat(x, "min"), "max": Stat(x, "max")}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
         lo, hi = self.feature_range
@@ -172,7 +172,7 @@ class RobustScaler(_AffineScaler):
             raise ValueError(f"quantile_range must satisfy 0 <= q_min <= q_max <= 100, got {self.quantile_range}")
         return self
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, Aggregate]:
         lo, hi = self.quantile_range
         return {"q": Quantiles(x, (lo / 100, 0.5, hi / 100))}
 
@@ -192,8 +192,8 @@ class RobustScaler(_AffineScaler):
 class MaxAbsScaler(_AffineScaler):
     """``x / max(|x|)`` (``sklearn.preprocessing.MaxAbsScaler``)."""
 
-    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, pl.Expr | Quantiles]:
-        return {"maxabs": x.abs().max()}
+    def _aggregates(self, c: str, x: pl.Expr) -> dict[str, Aggregate]:
+        return {"maxabs": Stat(x.abs(), "max")}
 
     def _state(self, v: dict[str, Any]) -> tuple[float, float, float]:
         return (0.0, _zero_to_one(v["maxabs"]), 0.0)

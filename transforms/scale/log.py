@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.base import FitData, FitPlan, Fitted, Step
+from transforms.base import FitData, FitPlan, Fitted, Stat, Step
 from transforms.errors import FitError
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
@@ -58,7 +58,7 @@ class LogScaler(Step):
 
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         cols = self.resolve_columns(schema, target)
-        aggs = {c: finite(c, schema[c]).min() for c in cols}
+        aggs = {c: Stat(finite(c, schema[c]), "min") for c in cols}
 
         def finish(data: FitData) -> FittedLog:
             for c in cols:

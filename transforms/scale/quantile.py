@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from transforms.base import FitData, FitPlan, Fitted, Quantiles, Step
+from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step
 from transforms.missing import as_null, finite, float_dtype
 from transforms.registry import register
 from transforms.scale.normal import BOUNDS_THRESHOLD, CLIP_MAX, CLIP_MIN, ppf, ppf_radius
@@ -171,12 +171,11 @@ class QuantileScaler(Step):
         n_q = self.n_quantiles
         # np.nanpercentile(values, 100 * p) takes p = (100 * p) / 100: the same probabilities
         probs = tuple((np.linspace(0.0, 1.0, n_q) * 100 / 100).tolist())
-        aggs: dict[str, pl.Expr | Quantiles] = {}
+        aggs: dict[str, Aggregate] = {}
         for i, c in enumerate(cols):
             x = finite(c, schema[c])
-            picked = x.is_not_null().arg_true().sample(n=pl.min_horizontal(x.count(), self.subsample), seed=self.seed)
-            aggs[f"{i}:n"] = x.count()
-            aggs[f"{i}:q"] = Quantiles(pl.when(pl.int_range(pl.len()).is_in(picked.implode())).then(x), probs)
+            aggs[f"{i}:n"] = Stat(x, "count")
+            aggs[f"{i}:q"] = Quantiles(x, probs, subsample=self.subsample, seed=self.seed)
             if n_q > 1:  # fewer finite values than quantiles: the quantiles come from all of them
                 aggs[f"{i}:low"] = x.drop_nulls().bottom_k(n_q - 1).cast(pl.Float64).implode()
 
