@@ -73,14 +73,19 @@ def fit(spec: PipelineSpec, df: pl.DataFrame, progress: Progress = _quiet) -> Fi
     try:
         return spec.pipeline().fit(df, spec=spec.raw)
     except PrepflowError as exc:
-        index = getattr(exc, "step_index", None)
-        if index is None:
-            raise
-        label = spec.steps[index].label
-        message = str(exc).removeprefix(f"{label}: ")
-        raise type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}") from exc
+        raise at_step(spec, exc) from exc
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"fitting failed on the input data: {io.first_line(exc)}") from exc
+
+
+def at_step(spec: PipelineSpec, exc: PrepflowError) -> PrepflowError:
+    """``exc`` with the spec file, step index and label in front, when a step raised it."""
+    index = getattr(exc, "step_index", None)
+    if index is None:
+        return exc
+    label = spec.steps[index].label
+    message = str(exc).removeprefix(f"{label}: ")
+    return type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}")
 
 
 def execute(
@@ -90,16 +95,20 @@ def execute(
     train: bool,
     progress: Progress = _quiet,
     validated: Validated | None = None,
+    original: pl.LazyFrame | None = None,
 ) -> Execution:
     """Apply ``fitted`` and collect output, metrics and dropped rows in one ``collect_all``.
 
     ``df`` is the raw input. With ``validated`` (the result of input validation),
     the pipeline runs on its clean rows and the rows it quarantined are kept;
     rows dropped by steps are quarantined with their raw input values.
+    ``original`` is ``df`` with its ``__row`` column when rows are not numbered
+    from 0 (a batch of a streamed input).
     """
     progress("transform")
     started = time.perf_counter()
-    original = df.lazy().with_row_index(ROW)
+    if original is None:
+        original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     fitted.check_schema(source.collect_schema(), train=train)
     stages = [source]
@@ -112,7 +121,7 @@ def execute(
     queries: list[pl.LazyFrame] = [stages[-1]]
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
-    input_columns = df.columns
+    input_columns = [c for c in df.columns if c != ROW]
     for f, stage in zip(fitted.steps, stages, strict=False):
         metrics = f.metrics(stage.collect_schema())
         metric_keys.append(list(metrics))

@@ -302,7 +302,7 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?P<pid>\d+)\.(?P<host>[0-9a-f]{8})-")
 
 
-def _tmp_path(target: Path) -> Path:
+def tmp_path(target: Path) -> Path:
     """``.prepflow-tmp-<pid>.<host>-<random><suffix>`` beside ``target`` (created empty, private)."""
     while True:
         tmp = target.with_name(f"{TMP_PREFIX}{os.getpid()}.{_HOST}-{secrets.token_hex(6)}{target.suffix}")
@@ -326,7 +326,7 @@ def _alive(pid: int) -> bool:
 def clean_stale_temp_files(folder: Path) -> list[Path]:
     """Remove temporary files that killed prepflow runs left in ``folder``; returns them.
 
-    Only files named by :func:`_tmp_path` on this host, whose writing process is
+    Only files named by :func:`tmp_path` on this host, whose writing process is
     gone, and that are older than this process are removed: a concurrent run's
     files are never touched.
     """
@@ -345,20 +345,43 @@ def clean_stale_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
+def _commit(tmps: list[Path], targets: list[Path]) -> None:
+    """Fsync every temporary file, then rename each onto its target, the first target last."""
+    for tmp in tmps:
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    # the main output appears last: once it exists, every side file is in place too
+    for tmp, target in reversed(list(zip(tmps, targets, strict=True))):
+        os.replace(tmp, target)
+
+
 @contextlib.contextmanager
 def _atomic_many(targets: list[Path]) -> Iterator[list[Path]]:
     """Temporary paths for ``targets``; on success each is fsynced and renamed, the first target last."""
     tmps: list[Path] = []
     try:
         for target in targets:
-            tmps.append(_tmp_path(target))
+            tmps.append(tmp_path(target))
         yield tmps
+        _commit(tmps, targets)
+    except BaseException:
         for tmp in tmps:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        # the main output appears last: once it exists, every side file is in place too
-        for tmp, target in reversed(list(zip(tmps, targets, strict=True))):
-            os.replace(tmp, target)
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish(frames: Mapping[Path, Path], texts: Mapping[Path, str], *, main: Path) -> None:
+    """Publish already-written temporary files (target -> temporary path) and text files, ``main`` last.
+
+    On any failure every temporary file is removed and no target is touched.
+    """
+    targets = [main, *(t for t in frames if t != main), *texts]
+    tmps = [frames[main], *(tmp for t, tmp in frames.items() if t != main)]
+    try:
+        for target, text in texts.items():
+            tmps.append(tmp_path(target))
+            tmps[-1].write_text(text, encoding="utf-8")
+        _commit(tmps, targets)
     except BaseException:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

@@ -56,22 +56,7 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
     i = 0
     while i < len(steps):
         started = time.perf_counter()
-        schema = current.collect_schema()
-        plans: list[FitPlan] = []
-        writes: set[str] = set()
-        open_ = True
-        for j, step in enumerate(steps[i:], start=i):
-            plan = _at(j, step.plan, schema, target)
-            if plans and not _joins_group(plan, writes, open_):
-                break
-            plans.append(plan)
-            if plan.output_schema is None or plan.changes_rows:
-                open_ = False
-            else:
-                written = set(plan.reads if plan.writes is None else plan.writes)
-                added_or_removed = set(schema).symmetric_difference(plan.output_schema)
-                writes |= written | added_or_removed
-                schema = plan.output_schema
+        plans = group_plans(steps, i, current.collect_schema(), target)
         data = _collect(plans, current)
         group_fitted = [_at(i + k, plan.finish, d) for k, (plan, d) in enumerate(zip(plans, data, strict=True))]
         for f in group_fitted:
@@ -81,6 +66,26 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
         fitted.extend(group_fitted)
         i += len(plans)
     return FitResult(tuple(fitted), tuple(groups), tuple(seconds))
+
+
+def group_plans(steps: Sequence[Step], start: int, schema: pl.Schema, target: str | None) -> list[FitPlan]:
+    """The plans of the fit group that starts at ``steps[start]``, whose input has ``schema``."""
+    plans: list[FitPlan] = []
+    writes: set[str] = set()
+    open_ = True
+    for j, step in enumerate(steps[start:], start=start):
+        plan = _at(j, step.plan, schema, target)
+        if plans and not _joins_group(plan, writes, open_):
+            break
+        plans.append(plan)
+        if plan.output_schema is None or plan.changes_rows:
+            open_ = False
+        else:
+            written = set(plan.reads if plan.writes is None else plan.writes)
+            added_or_removed = set(schema).symmetric_difference(plan.output_schema)
+            writes |= written | added_or_removed
+            schema = plan.output_schema
+    return plans
 
 
 def _at(index: int, fn: Callable[..., T], *args: object) -> T:

@@ -23,8 +23,9 @@ import polars as pl
 from transforms import atomic
 from transforms._version import __version__
 from transforms.base import Fitted, Frame, Step, schema_of
+from transforms.chunked import ChunkOptions, MapPartials, fit_steps_chunked
 from transforms.errors import ArtifactError, SchemaMismatchError
-from transforms.fitting import fit_steps
+from transforms.fitting import FitResult, fit_steps
 
 FORMAT = "prepflow.fitted"
 FORMAT_VERSION = 1
@@ -64,19 +65,49 @@ class Pipeline:
         ``spec`` is recorded in the artifact (the YAML spec when run from one).
         """
         lf = frame.lazy()
-        schema = lf.collect_schema()
         result = fit_steps(self.steps, lf, target=self.target)
         rows = frame.height if isinstance(frame, pl.DataFrame) else lf.select(pl.len()).collect().item()
-        spec = dict(spec) if spec is not None else self.to_spec()
+        return self._fitted(lf, result, int(rows), spec, {"regime": "in_memory", "quantiles": "exact"})
+
+    def fit_chunked(
+        self,
+        lf: pl.LazyFrame,
+        *,
+        options: ChunkOptions | None = None,
+        map_partials: MapPartials | None = None,
+        spec: Mapping[str, Any] | None = None,
+        regime: str = "streaming",
+    ) -> FittedPipeline:
+        """Fit in bounded memory from mergeable statistics (see :mod:`transforms.chunked`).
+
+        ``lf`` is scanned once per fit group and never held in memory; with
+        ``map_partials`` the statistics come from partitions (e.g. Dask workers).
+        The artifact records the regime and how quantiles were computed.
+
+        >>> from transforms import RobustScaler
+        >>> lf = pl.LazyFrame({"x": [float(i) for i in range(101)]})
+        >>> Pipeline([RobustScaler()]).fit_chunked(lf).fit_method["quantiles"]
+        'kll'
+        """
+        result = fit_steps_chunked(
+            self.steps, lf, target=self.target, options=options or ChunkOptions(), map_partials=map_partials
+        )
+        rows = lf.select(pl.len()).collect(engine="streaming").item()
+        return self._fitted(lf, result, int(rows), spec, {"regime": regime, **result.method})
+
+    def _fitted(
+        self, lf: pl.LazyFrame, result: FitResult, rows: int, spec: Mapping[str, Any] | None, method: dict[str, Any]
+    ) -> FittedPipeline:
         return FittedPipeline(
             steps=result.fitted,
             target=self.target,
             name=self.name,
-            input_schema={c: str(t) for c, t in schema.items()},
-            fit_rows=int(rows),
-            spec=spec,
+            input_schema={c: str(t) for c, t in lf.collect_schema().items()},
+            fit_rows=rows,
+            spec=dict(spec) if spec is not None else self.to_spec(),
             fit_groups=result.groups,
             fit_seconds=result.group_seconds,
+            fit_method=method,
         )
 
     def fit_transform(self, frame: Frame) -> Frame:
@@ -105,6 +136,8 @@ class FittedPipeline:
     spec: dict[str, Any] = field(default_factory=dict)
     fit_groups: tuple[int, ...] = ()
     fit_seconds: tuple[float, ...] = ()
+    #: how it was fitted: regime (in_memory, streaming, distributed), quantiles (exact, kll) and the sketch bound
+    fit_method: dict[str, Any] = field(default_factory=dict)
     library_version: str = __version__
 
     def required_columns(self, *, train: bool = False) -> dict[str, str]:
@@ -163,6 +196,7 @@ class FittedPipeline:
             "spec_hash": spec_hash(self.spec),
             "input_schema": self.input_schema,
             "fit_rows": self.fit_rows,
+            "fit_method": self.fit_method,
             "steps": [f.to_dict() for f in self.steps],
         }
 
@@ -185,6 +219,7 @@ class FittedPipeline:
                 name=data.get("name"),
                 input_schema=dict(data["input_schema"]),
                 fit_rows=int(data["fit_rows"]),
+                fit_method=dict(data.get("fit_method") or {}),
                 spec=dict(data.get("spec") or {}),
                 library_version=str(data.get("library_version", "")),
             )
