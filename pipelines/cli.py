@@ -42,6 +42,13 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
+Streaming = Annotated[
+    bool | None,
+    typer.Option(
+        "--streaming/--no-streaming",
+        help="Stream the input in bounded memory (default: the spec's engine.streaming; auto picks by size).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 InputOpt = Annotated[
@@ -123,6 +130,13 @@ def _summary(report: dict[str, Any], quiet: bool) -> None:
     parts = ", ".join(f"{k} {v}" for k, v in rows.items())
     target = report.get("output") or report.get("fitted")
     err.print(f"wrote {target} ({parts})", markup=False)
+    engine = report.get("engine") or {}
+    if engine.get("regime") not in (None, "in_memory"):
+        method = engine.get("fit_method") or {}
+        quantiles = method.get("quantiles", "exact")
+        if quantiles == "kll":
+            quantiles = f"KLL sketch k={method['sketch_k']}, rank error <= {method['rank_error']:.2%}"
+        err.print(f"engine: {engine['regime']} ({engine.get('reason')}); quantiles: {quantiles}", markup=False)
     q = report.get("quarantine") or {}
     if q.get("rows"):
         err.print(f"quarantined {q['rows']} row(s) to {q['path']}: {q['reasons']}", markup=False)
@@ -138,13 +152,21 @@ def run(
     fitted: Annotated[Path | None, typer.Option("--fitted", help="Also write the fitted pipeline (JSON) here.")] = None,
     quarantine: QuarantineOpt = None,
     report: ReportOpt = None,
+    streaming: Streaming = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Fit SPEC on the input, transform it (training mode), write the output."""
     with _guard(verbose), _progress(quiet) as progress:
         result = commands.run(
-            spec, input, output, fitted_path=fitted, quarantine_path=quarantine, report_path=report, progress=progress
+            spec,
+            input,
+            output,
+            fitted_path=fitted,
+            quarantine_path=quarantine,
+            report_path=report,
+            progress=progress,
+            streaming=streaming,
         )
     _summary(result, quiet)
 
@@ -154,12 +176,13 @@ def fit(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
     input: InputOpt,
     fitted: Annotated[Path, typer.Option("--fitted", help="Where to write the fitted pipeline (JSON).")],
+    streaming: Streaming = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Fit SPEC on the input and write the fitted pipeline (JSON)."""
     with _guard(verbose), _progress(quiet) as progress:
-        result = commands.fit(spec, input, fitted, progress=progress)
+        result = commands.fit(spec, input, fitted, progress=progress, streaming=streaming)
     _summary(result, quiet)
 
 
@@ -170,13 +193,20 @@ def apply(
     output: OutputOpt,
     quarantine: QuarantineOpt = None,
     report: ReportOpt = None,
+    streaming: Streaming = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Apply a fitted pipeline to new data (no augmentation), write the output."""
     with _guard(verbose), _progress(quiet) as progress:
         result = commands.apply(
-            fitted, input, output, quarantine_path=quarantine, report_path=report, progress=progress
+            fitted,
+            input,
+            output,
+            quarantine_path=quarantine,
+            report_path=report,
+            progress=progress,
+            streaming=streaming,
         )
     _summary(result, quiet)
 

@@ -25,9 +25,11 @@ import polars as pl
 
 from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
+from pipelines.engine_spec import parse_engine_spec
 from pipelines.errors import SchemaMismatchError, SpecError, UsageError
+from pipelines.regime import choose_regime
 from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
-from pipelines.spec import load_spec, parse_edges
+from pipelines.spec import PipelineSpec, load_spec, parse_edges
 from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.pipeline import FittedPipeline
@@ -88,10 +90,28 @@ def run(
     quarantine_path: PathLike | None = None,
     report_path: PathLike | None = None,
     progress: Progress = _quiet,
+    streaming: bool | None = None,
 ) -> dict[str, Any]:
-    """Fit the spec on the input, apply it in training mode, write everything."""
+    """Fit the spec on the input, apply it in training mode, write everything.
+
+    ``streaming`` overrides the spec's ``engine.streaming`` (see :mod:`pipelines.streaming`).
+    """
     started = time.perf_counter()
     spec = load_spec(spec_path)
+    stream, why = _regime(spec, input_path, streaming)
+    if stream:
+        from pipelines import streaming as streamed
+
+        return streamed.run(
+            spec_path,
+            input_path,
+            output_path,
+            fitted_path=fitted_path,
+            quarantine_path=quarantine_path,
+            report_path=report_path,
+            progress=progress,
+            reason=why,
+        )
     outs = Outputs.checked(
         output_path,
         inputs=(input_path, spec_path),
@@ -111,6 +131,7 @@ def run(
     report.update(
         spec=str(spec_path),
         input=str(input_path),
+        engine={"regime": "in_memory", "reason": why, "fit_method": fitted.fit_method},
         seconds={
             "read": read_s,
             "fit": sum(fitted.fit_seconds),
@@ -123,22 +144,36 @@ def run(
 
 
 def fit(
-    spec_path: PathLike, input_path: PathLike, fitted_path: PathLike, *, progress: Progress = _quiet
+    spec_path: PathLike,
+    input_path: PathLike,
+    fitted_path: PathLike,
+    *,
+    progress: Progress = _quiet,
+    streaming: bool | None = None,
 ) -> dict[str, Any]:
     """Fit the spec on the input and write the fitted artifact only."""
     spec = load_spec(spec_path)
     out = _side_file(fitted_path, (input_path, spec_path))
     assert out is not None
-    progress("read")
-    df = io.read(input_path)
-    validated = _validate_input(spec.input, df, str(input_path), progress)
-    fitted = engine.fit(spec, validated.clean if validated else df, progress)
+    stream, why = _regime(spec, input_path, streaming)
+    if stream:
+        from pipelines import streaming as streamed
+
+        fitted = streamed.fit_chunked(spec, input_path, progress=progress)
+        rows = fitted.fit_rows
+    else:
+        progress("read")
+        df = io.read(input_path)
+        validated = _validate_input(spec.input, df, str(input_path), progress)
+        fitted = engine.fit(spec, validated.clean if validated else df, progress)
+        rows = df.height
     progress("write")
     io.write_frames({}, {out: _json(fitted.to_dict())})
     return {
         "command": "fit",
         "fitted": str(out),
-        "rows": {"in": df.height},
+        "engine": {"regime": fitted.fit_method.get("regime"), "reason": why, "fit_method": fitted.fit_method},
+        "rows": {"in": rows},
         "steps": [{"index": i, "name": f.step.label, "columns": list(f.columns)} for i, f in enumerate(fitted.steps)],
     }
 
@@ -151,10 +186,25 @@ def apply(
     quarantine_path: PathLike | None = None,
     report_path: PathLike | None = None,
     progress: Progress = _quiet,
+    streaming: bool | None = None,
 ) -> dict[str, Any]:
     """Apply a saved fitted pipeline to new data (serving mode: no augmentation)."""
     started = time.perf_counter()
     fitted = FittedPipeline.load(fitted_path)
+    settings = parse_engine_spec(fitted.spec, source=str(fitted_path))
+    stream, why = choose_regime(settings, input_path, streaming)
+    if stream:
+        from pipelines import streaming as streamed
+
+        return streamed.apply(
+            fitted_path,
+            input_path,
+            output_path,
+            quarantine_path=quarantine_path,
+            report_path=report_path,
+            progress=progress,
+            reason=why,
+        )
     outs = Outputs.checked(
         output_path, inputs=(input_path, fitted_path), quarantine=quarantine_path, report=report_path
     )
@@ -175,6 +225,10 @@ def apply(
     )
     _write(ex, outs, report, None, progress)
     return report
+
+
+def _regime(spec: PipelineSpec, input_path: PathLike, override: bool | None) -> tuple[bool, str]:
+    return choose_regime(spec.engine, input_path, override)
 
 
 def _validate_input(

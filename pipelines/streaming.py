@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psutil
 
 from pipelines import engine, io, validation
 from pipelines.commands import Outputs, PathLike, _compile, _json
@@ -52,52 +51,6 @@ from pipelines.validation import Validated
 from transforms.chunked import ChunkOptions, MapPartials, run_group_task
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
-
-#: in-memory size of a table against its file: Parquet decompresses; CSV text is about its binary size
-_EXPANSION = {".parquet": 3.0, ".csv": 1.0}
-
-
-def estimated_bytes(input_path: PathLike) -> int:
-    """A rough in-memory size of the input: uncompressed Parquet sizes, or file sizes times a factor."""
-    p = Path(input_path)
-    files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else []
-    if not files:
-        import glob
-
-        files = [Path(f) for f in glob.glob(str(input_path), recursive=True)]
-    total = 0
-    for f in files:
-        if f.suffix.lower() == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-
-                meta = pq.ParquetFile(f).metadata
-                total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-                continue
-            except Exception:
-                pass
-        total += int(f.stat().st_size * _EXPANSION.get(f.suffix.lower(), 1.5))
-    return total
-
-
-def choose_regime(settings: EngineSpec, input_path: PathLike, override: bool | None = None) -> tuple[bool, str]:
-    """Whether to stream, and why (for the report)."""
-    if override is not None:
-        return override, f"--streaming={'true' if override else 'false'} on the command line"
-    if settings.streaming is True:
-        return True, "engine.streaming: true in the spec"
-    if settings.streaming is False:
-        return False, "engine.streaming: false (the default)"
-    need = estimated_bytes(input_path)
-    available = psutil.virtual_memory().available
-    limit = settings.memory_fraction * available
-    mb = 1 << 20
-    verdict = "exceeds" if need > limit else "is within"
-    reason = (
-        f"engine.streaming: auto: the input's estimated in-memory size {need / mb:.0f} MB {verdict} "
-        f"{settings.memory_fraction:g} x {available / mb:.0f} MB available"
-    )
-    return need > limit, reason
 
 
 def chunk_options(settings: EngineSpec) -> ChunkOptions:
