@@ -88,28 +88,32 @@ def at_step(spec: PipelineSpec, exc: PrepflowError) -> PrepflowError:
     return type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}")
 
 
-def execute(
-    fitted: FittedPipeline,
-    df: pl.DataFrame,
-    *,
-    train: bool,
-    progress: Progress = _quiet,
-    validated: Validated | None = None,
-    original: pl.LazyFrame | None = None,
-) -> Execution:
-    """Apply ``fitted`` and collect output, metrics and dropped rows in one ``collect_all``.
+@dataclass
+class ExecutionPlan:
+    """The lazy queries of one application: output, per-step metrics, and rows steps drop.
 
-    ``df`` is the raw input. With ``validated`` (the result of input validation),
-    the pipeline runs on its clean rows and the rows it quarantined are kept;
-    rows dropped by steps are quarantined with their raw input values.
-    ``original`` is ``df`` with its ``__row`` column when rows are not numbered
-    from 0 (a batch of a streamed input).
+    The in-memory regime collects them all at once (:func:`execute`); the
+    streaming regime sinks output and dropped rows to files and collects only
+    the metrics, in the same streaming query.
     """
-    progress("transform")
-    started = time.perf_counter()
-    if original is None:
-        original = df.lazy().with_row_index(ROW)
-    source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
+
+    output: pl.LazyFrame
+    metrics: list[pl.LazyFrame]
+    metric_keys: list[list[str]]
+    dropped: pl.LazyFrame | None
+    input_columns: list[str]
+
+
+def plan_execution(
+    fitted: FittedPipeline, source: pl.LazyFrame, original: pl.LazyFrame, *, train: bool
+) -> ExecutionPlan:
+    """Build the lazy plan of applying ``fitted`` to ``source`` (clean rows with ``__row``).
+
+    ``original`` holds the input's values by ``__row``: rows dropped by steps are
+    quarantined with them (rows added by augmentation, which have no ``__row``,
+    with the values they had when dropped).
+    """
+    input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
     stages = [source]
     for f in fitted.steps:
@@ -118,14 +122,13 @@ def execute(
             # rows an augmentation step adds copy their seed row's __row: only the first copy keeps it
             stage = stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
         stages.append(stage)
-    queries: list[pl.LazyFrame] = [stages[-1]]
+    metrics_queries: list[pl.LazyFrame] = []
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
-    input_columns = [c for c in df.columns if c != ROW]
     for f, stage in zip(fitted.steps, stages, strict=False):
         metrics = f.metrics(stage.collect_schema())
         metric_keys.append(list(metrics))
-        queries.append(stage.select(pl.len().alias("__rows"), *[e.alias(k) for k, e in metrics.items()]))
+        metrics_queries.append(stage.select(pl.len().alias("__rows"), *[e.alias(k) for k, e in metrics.items()]))
         keep = f.keep()
         if keep is not None:
             reasons = f.drop_reasons()
@@ -134,36 +137,61 @@ def execute(
                 pl.lit(f.step.label).alias(STAGE),
             )
             tags = [ROW, REASONS, STAGE]
-            # input rows are quarantined with their raw input values; rows added by augmentation
-            # (no __row) with the values they had when dropped
             dropped.append(original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"))
             kept_cols = [c for c in input_columns if c in stage.collect_schema()]
             dropped.append(gone.filter(pl.col(ROW).is_null()).select(*kept_cols, *tags))
-    if dropped:
-        queries.append(pl.concat(dropped, how="diagonal_relaxed").sort(ROW, nulls_last=True))
+    metrics_queries.append(stages[-1].select(pl.len().alias("__rows")))
+    metric_keys.append([])
+    lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
+    return ExecutionPlan(stages[-1].drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
+
+
+def execute(
+    fitted: FittedPipeline,
+    df: pl.DataFrame,
+    *,
+    train: bool,
+    progress: Progress = _quiet,
+    validated: Validated | None = None,
+) -> Execution:
+    """Apply ``fitted`` and collect output, metrics and dropped rows in one ``collect_all``.
+
+    ``df`` is the raw input. With ``validated`` (the result of input validation),
+    the pipeline runs on its clean rows and the rows it quarantined are kept;
+    rows dropped by steps are quarantined with their raw input values.
+    """
+    progress("transform")
+    started = time.perf_counter()
+    original = df.lazy().with_row_index(ROW)
+    source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
+    plan = plan_execution(fitted, source, original, train=train)
+    queries = [plan.output, *plan.metrics] + (
+        [plan.dropped.sort(ROW, nulls_last=True)] if plan.dropped is not None else []
+    )
     try:
         results = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
-    output = results[0].drop(ROW, strict=False)
+    output = results[0]
     parts = [
-        q for q in (validated.quarantine if validated else None, results[-1] if dropped else None) if q is not None
+        q
+        for q in (validated.quarantine if validated else None, results[-1] if plan.dropped is not None else None)
+        if q is not None
     ]
     quarantine = None
     if parts:
         quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
-        quarantine = quarantine.select(*input_columns, ROW, REASONS, STAGE)
-    steps = _step_metrics(fitted, results[1 : 1 + len(fitted.steps)], metric_keys, output.height)
+        quarantine = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
+    steps = step_metrics(fitted, results[1 : 1 + len(plan.metrics)], plan.metric_keys)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
 
 
-def _step_metrics(
-    fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]], rows_final: int
-) -> list[dict[str, Any]]:
-    rows = [int(f["__rows"][0]) for f in frames] + [rows_final]
+def step_metrics(fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]]) -> list[dict[str, Any]]:
+    """Per-step report entries from the collected metric queries of an :class:`ExecutionPlan`."""
+    rows = [int(f["__rows"][0]) for f in frames]
     group_of = dict(enumerate(fitted.fit_groups))
     out = []
-    for i, (f, frame, names) in enumerate(zip(fitted.steps, frames, keys, strict=True)):
+    for i, (f, frame, names) in enumerate(zip(fitted.steps, frames, keys, strict=False)):
         entry: dict[str, Any] = {
             "index": i,
             "name": f.step.label,

@@ -65,6 +65,22 @@ WRITERS: dict[str, Writer] = {
     ".jsonl": lambda df, p: df.write_ndjson(p),
 }
 
+SINKS: dict[str, Callable[[pl.LazyFrame, Path], pl.LazyFrame]] = {
+    ".csv": lambda lf, p: lf.sink_csv(p, lazy=True),
+    ".parquet": lambda lf, p: lf.sink_parquet(p, lazy=True),
+    ".arrow": lambda lf, p: lf.sink_ipc(p, lazy=True),
+    ".ipc": lambda lf, p: lf.sink_ipc(p, lazy=True),
+    ".feather": lambda lf, p: lf.sink_ipc(p, lazy=True),
+    ".ndjson": lambda lf, p: lf.sink_ndjson(p, lazy=True),
+    ".jsonl": lambda lf, p: lf.sink_ndjson(p, lazy=True),
+}
+
+
+def sink(lf: pl.LazyFrame, path: Path) -> pl.LazyFrame:
+    """A lazy sink of ``lf`` to ``path`` (format by extension), to run with ``collect_all``."""
+    return SINKS[path.suffix.lower()](lf, path)
+
+
 _OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 _CHUNK = 1 << 22
 

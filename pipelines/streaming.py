@@ -9,11 +9,14 @@ the quantile method differ. A streamed ``run``:
 2. fits from mergeable statistics (:mod:`transforms.chunked`): one streaming pass
    per fit group, KLL sketches for quantiles (or one exact pass per column with
    ``engine.exact_quantiles``);
-3. transforms batch by batch with the in-memory engine (so every step, metric and
-   quarantine rule is the same) and appends each batch to the outputs, which are
-   published atomically at the end (:mod:`pipelines.sinks`).
+3. transforms with Polars' streaming engine: the output and the quarantine
+   (rows the schema or a step rejected, with their reasons) are sunk to
+   temporary files (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``)
+   in the same query that collects each step's metrics, then checked against
+   the output schema batch by batch and published atomically.
 
-Peak memory is a few batches (``engine.chunk_rows``), whatever the input size.
+Peak memory is a few batches (``engine.chunk_rows``) plus the quarantine, which
+is sorted by ``__row``, whatever the input size.
 Limits, checked before any work: augmentation steps (they need the whole table
 to balance it) cannot run streamed; output checks that compare rows (``unique``)
 see one batch at a time.
@@ -32,22 +35,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from pipelines import engine, io, validation
 from pipelines.commands import Outputs, PathLike, _compile, _json
 from pipelines.engine import REASONS, ROW, STAGE, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError
-from pipelines.sinks import StreamedOutputs
 from pipelines.spec import PipelineSpec, load_spec
-from pipelines.validation import Validated
+from transforms._version import __version__
+from transforms.atomic import TMP_PREFIX
 from transforms.chunked import ChunkOptions, MapPartials, run_group_task
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
@@ -64,8 +68,7 @@ def _check_streamable(spec: PipelineSpec, *, train: bool) -> None:
         if step.kind == "augment":
             raise SpecError(
                 f"{spec.source}: steps[{i}] ({step.label}): augmentation needs the whole table in memory to "
-                "balance it and cannot run streamed; run without engine.streaming (or --no-streaming), or fit "
-                "and apply the other steps streamed"
+                "balance it and cannot run streamed; run without engine.streaming (or with --no-streaming)"
             )
 
 
@@ -77,61 +80,74 @@ def _batches(lf: pl.LazyFrame, chunk_rows: int, source: str) -> Iterator[pl.Data
         raise DataError(f"{source}: reading failed: {io.first_line(exc)}") from exc
 
 
+@dataclass
 class CleanInput:
     """The rows of the input that pass its schema, as a lazy scan with ``__row``.
 
-    Without an input schema that is the input itself; with one, the input is read
-    once in batches, each validated, and the clean rows are spilled to a temporary
-    Parquet file (deleted on exit) while invalid rows go to ``quarantine``.
+    Without an input schema that is the input itself. With one, :meth:`open`
+    reads the input once in batches, validates each, and spills the clean rows
+    (coerced, with their ``__row``) and the quarantined ones to temporary Parquet
+    files in ``work_dir``, removed on exit.
     """
 
-    def __init__(self, spec: PipelineSpec, input_path: PathLike, settings: EngineSpec, *, allow_import: bool) -> None:
-        self.spec, self.input_path, self.settings, self.allow_import = spec, str(input_path), settings, allow_import
-        self.rows_in = 0
-        self.quarantined: list[pl.DataFrame] = []
-        self._spill: Path | None = None
+    spec: PipelineSpec
+    input_path: str
+    work_dir: Path
+    allow_import: bool = True
+    rows_in: int = 0
+    quarantine: pl.LazyFrame | None = None
 
     def raw(self) -> pl.LazyFrame:
         return io.scan(self.input_path).with_row_index(ROW)
 
     @contextmanager
-    def open(self, on_quarantine: Callable[[pl.DataFrame], None]) -> Iterator[pl.LazyFrame]:
+    def open(self) -> Iterator[pl.LazyFrame]:
         schema_spec = self.spec.input.schema_
         if schema_spec is None:
             self.rows_in = self.raw().select(pl.len()).collect(engine="streaming").item()
             yield self.raw()
             return
         schema = _compile(schema_spec, self.input_path, allow_import=self.allow_import)
-        folder = Path(tempfile.mkdtemp(prefix=".prepflow-spill-"))
+        folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}spill-", dir=self.work_dir))
         try:
-            spill = folder / "clean.parquet"
-            import pyarrow.parquet as pq
-
-            writer = None
-            for batch in _batches(self.raw(), self.settings.chunk_rows, self.input_path):
-                self.rows_in += batch.height
-                checked = validation.validate_input(
-                    batch.drop(ROW), schema, on_invalid_rows=self.spec.input.on_invalid_rows, source=self.input_path
-                )
-                rows = batch.get_column(ROW)
-                clean = checked.clean.with_columns(rows.gather(checked.rows).alias(ROW))
-                if writer is None:
-                    writer = pq.ParquetWriter(spill, clean.to_arrow().schema, compression="lz4")
-                writer.write_table(clean.cast(dict(_schema_of(writer))).to_arrow())
-                if checked.quarantine is not None:
-                    q = checked.quarantine.with_columns(rows.gather(checked.quarantine[ROW]).alias(ROW))
-                    on_quarantine(q)
-            if writer is None:  # no rows at all
-                yield self.raw().head(0)
-                return
-            writer.close()
-            yield pl.scan_parquet(spill)
+            clean_file, bad_file = folder / "clean.parquet", folder / "quarantine.parquet"
+            with _Spill(clean_file) as clean_out, _Spill(bad_file) as bad_out:
+                for batch in _batches(self.raw(), self.spec.engine.chunk_rows, self.input_path):
+                    self.rows_in += batch.height
+                    checked = validation.validate_input(
+                        batch.drop(ROW), schema, on_invalid_rows=self.spec.input.on_invalid_rows, source=self.input_path
+                    )
+                    rows = batch.get_column(ROW)
+                    clean_out.write(checked.clean.with_columns(rows.gather(checked.rows).alias(ROW)))
+                    if checked.quarantine is not None:
+                        bad_out.write(checked.quarantine.with_columns(rows.gather(checked.quarantine[ROW]).alias(ROW)))
+            self.quarantine = pl.scan_parquet(bad_file) if bad_out.rows else None
+            yield pl.scan_parquet(clean_file) if clean_out.rows else self.raw().head(0)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _schema_of(writer: Any) -> pl.Schema:
-    return pl.DataFrame(writer.schema.empty_table()).schema
+class _Spill:
+    """Appends frames of one schema to a Parquet file (PyArrow's incremental writer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows, self._writer, self._schema = path, 0, None, None
+
+    def __enter__(self) -> _Spill:
+        return self
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self._writer is None:
+            self._schema = df.schema
+            self._writer = pq.ParquetWriter(self.path, df.to_arrow().schema, compression="lz4")
+        elif df.schema != self._schema:
+            df = df.cast(dict(self._schema))  # an all-null batch can come back with another dtype
+        self._writer.write_table(df.to_arrow())
+        self.rows += df.height
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def fit_chunked(
@@ -141,8 +157,12 @@ def fit_chunked(
     map_partials: MapPartials | None = None,
     progress: Progress = _quiet,
     clean: pl.LazyFrame | None = None,
+    work_dir: PathLike | None = None,
 ) -> FittedPipeline:
     """Fit ``spec`` in bounded memory on the input's clean rows.
+
+    ``work_dir`` holds the spilled clean rows when the spec has an input schema
+    (default: the system's temporary folder).
 
     With ``map_partials`` (the distributed regime) each fit group's mergeable
     statistics come from ``map_partials(task)``: one :func:`partial_for_partition`
@@ -152,8 +172,8 @@ def fit_chunked(
     options = chunk_options(spec.engine)
     regime = "distributed" if map_partials is not None else "streaming"
     if clean is None:
-        holder = CleanInput(spec, input_path, spec.engine, allow_import=True)
-        with holder.open(lambda _: None) as lf:
+        holder = CleanInput(spec, str(input_path), Path(work_dir or tempfile.gettempdir()))
+        with holder.open() as lf:
             return _fit(spec, lf.drop(ROW), options, map_partials, regime)
     return _fit(spec, clean.drop(ROW), options, map_partials, regime)
 
@@ -192,36 +212,6 @@ def partial_for_partition(spec: PipelineSpec, task: dict[str, Any], partition_pa
         if error is exc:
             raise
         raise error from exc
-
-
-class _Totals:
-    """Per-step metrics, rows and quarantine counts summed over batches."""
-
-    def __init__(self) -> None:
-        self.steps: list[dict[str, Any]] | None = None
-        self.rows = Counter[str]()
-        self.stages = Counter[str]()
-        self.reasons = Counter[str]()
-
-    def add_quarantine(self, q: pl.DataFrame) -> None:
-        self.rows["quarantined"] += q.height
-        self.stages.update(q[STAGE].to_list())
-        self.reasons.update(r for rs in q[REASONS].to_list() for r in (rs or []))
-
-    def add(self, ex: engine.Execution) -> None:
-        self.rows["out"] += ex.output.height
-        if self.steps is None:
-            self.steps = ex.steps
-            return
-        for total, step in zip(self.steps, ex.steps, strict=True):
-            for key, value in step.items():
-                if key.startswith("rows_"):
-                    total[key] += value
-                elif isinstance(value, dict):
-                    for column, n in value.items():
-                        total[key][column] = total[key].get(column, 0) + n
-                elif isinstance(value, int) and not isinstance(value, bool) and key not in ("index", "fit_group"):
-                    total[key] += value
 
 
 def run(
@@ -288,18 +278,14 @@ def _stream(
     source: str,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    totals = _Totals()
-    batches = 0
     seconds: dict[str, float] = {}
-    with StreamedOutputs(outs.output) as sink:
-
-        def quarantine(q: pl.DataFrame) -> None:
-            totals.add_quarantine(q)
-            sink.append(outs.quarantine, q.select(*_input_columns(q), ROW, REASONS, STAGE))
-
-        holder = CleanInput(spec, input_path, spec.engine, allow_import=fitted is None)
+    holder = CleanInput(spec, str(input_path), outs.output.parent, allow_import=fitted is None)
+    tmps: dict[Path, Path] = {}
+    try:
         progress("read")
-        with holder.open(quarantine) as clean:
+        for folder in dict.fromkeys(p.parent for p in (outs.output, outs.quarantine)):
+            io.clean_stale_temp_files(folder)
+        with holder.open() as clean:
             t0 = time.perf_counter()
             if fitted is None:
                 fitted = fit_chunked(spec, input_path, progress=progress, clean=clean)
@@ -307,92 +293,81 @@ def _stream(
             progress("transform")
             t0 = time.perf_counter()
             try:
-                fitted.check_schema(clean.drop(ROW).collect_schema(), train=train)
+                plan = engine.plan_execution(fitted, clean, clean, train=train)
             except PrepflowError as exc:
                 raise type(exc)(f"{input_path}: {exc}") from exc
-            output_schema = _output_schema(spec, source)
-            for batch in _batches(clean, spec.engine.chunk_rows, str(input_path)):
-                batches += 1
-                ex = _execute(fitted, batch, train)
-                engine.check_conservation(ex)
-                if output_schema is not None:
-                    validation.validate_output(ex.output, output_schema)
-                sink.append(outs.output, ex.output)
-                if ex.quarantine is not None and ex.quarantine.height:
-                    quarantine(ex.quarantine)
-                totals.add(ex)
-            if batches == 0:  # an empty input still gives an output with the pipeline's columns
-                empty = clean.drop(ROW).head(0).collect()
-                sink.append(outs.output, fitted.transform(empty, train=train))
+            lost = [q for q in (holder.quarantine, plan.dropped) if q is not None]
+            sinks = {outs.output: plan.output}
+            if lost:
+                quarantine = pl.concat(lost, how="diagonal_relaxed").sort(ROW, nulls_last=True)
+                sinks[outs.quarantine] = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
+            for target in sinks:
+                tmps[target] = io.tmp_path(target)
+            queries = [io.sink(lf, tmps[target]) for target, lf in sinks.items()]
+            try:
+                results = pl.collect_all([*queries, *plan.metrics], engine="streaming")
+            except pl.exceptions.PolarsError as exc:
+                raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
+            steps = engine.step_metrics(fitted, results[len(queries) :], plan.metric_keys)
+            rows_out = int(results[-1]["__rows"][0])
             seconds["transform"] = time.perf_counter() - t0
-        rows_in = holder.rows_in
+        _validate_output(spec, tmps[outs.output], source)
+        summary = _quarantine_summary(tmps.get(outs.quarantine))
+        if not summary["rows"] and outs.quarantine in tmps:
+            tmps.pop(outs.quarantine).unlink(missing_ok=True)
+        augmented = sum(s["rows_added"] for s in steps)
+        rows = {"in": holder.rows_in, "out": rows_out, "quarantined": summary["rows"], "augmented": augmented}
+        if rows["in"] != rows["out"] + rows["quarantined"] - augmented:
+            raise engine.ConservationError(f"row conservation violated (a bug in prepflow, please report it): {rows}")
         seconds["total"] = time.perf_counter() - started
-        report = _report(spec, fitted, outs, totals, rows_in, batches, seconds, reason, train=train, source=source)
-        if fitted is not None and outs.fitted is not None:
-            sink.text(outs.fitted, _json(fitted.to_dict()))
+        report = {
+            "prepflow": __version__,
+            "command": "run" if train else "apply",
+            "output": str(outs.output),
+            "rows": rows,
+            "quarantine": {"path": str(outs.quarantine) if summary["rows"] else None, **summary},
+            "steps": steps,
+            "engine": {"regime": "streaming", "reason": reason, "fit_method": fitted.fit_method},
+            ("spec" if train else "fitted"): source,
+            "input": str(input_path),
+            "seconds": seconds,
+        }
+        texts = {}
+        if outs.fitted is not None:
+            report["fitted_output"] = str(outs.fitted)
+            texts[outs.fitted] = _json(fitted.to_dict())
         if outs.report is not None:
-            sink.text(outs.report, _json(report))
+            texts[outs.report] = _json(report)
         progress("write")
-    return report
+        io.publish(tmps, texts, main=outs.output)
+        return report
+    except BaseException:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise
 
 
-def _input_columns(q: pl.DataFrame) -> list[str]:
-    return [c for c in q.columns if c not in (ROW, REASONS, STAGE)]
+def _validate_output(spec: PipelineSpec, written: Path, source: str) -> None:
+    """Check the written (not yet published) output against the output schema, batch by batch.
 
-
-def _output_schema(spec: PipelineSpec, source: str) -> Any:
+    Row-local checks are exact; checks that compare rows (``unique``) see one batch at a time.
+    """
     if spec.output.schema_ is None:
-        return None
-    return _compile(spec.output.schema_, "output schema", allow_import=not source.endswith(".json"))
+        return
+    schema = _compile(spec.output.schema_, "output schema", allow_import=not source.endswith(".json"))
+    for batch in _batches(io.scan(written), spec.engine.chunk_rows, "output"):
+        validation.validate_output(batch, schema)
 
 
-def _execute(fitted: FittedPipeline, batch: pl.DataFrame, train: bool) -> engine.Execution:
-    clean = batch.drop(ROW)
-    validated = Validated(clean, batch.get_column(ROW), None, pl.DataFrame())
-    return engine.execute(fitted, clean, train=train, validated=validated, original=batch.lazy())
-
-
-def _report(
-    spec: PipelineSpec,
-    fitted: FittedPipeline,
-    outs: Outputs,
-    totals: _Totals,
-    rows_in: int,
-    batches: int,
-    seconds: dict[str, float],
-    reason: str,
-    *,
-    train: bool,
-    source: str,
-) -> dict[str, Any]:
-    augmented = sum(s["rows_added"] for s in totals.steps or [])
-    rows = {"in": rows_in, "out": totals.rows["out"], "quarantined": totals.rows["quarantined"], "augmented": augmented}
-    if rows["in"] != rows["out"] + rows["quarantined"] - augmented:
-        raise engine.ConservationError(f"row conservation violated (a bug in prepflow, please report it): {rows}")
-    quarantined = totals.rows["quarantined"]
-    report: dict[str, Any] = {
-        "command": "run" if train else "apply",
-        "output": str(outs.output),
-        "rows": rows,
-        "quarantine": {
-            "path": str(outs.quarantine) if quarantined else None,
-            "rows": quarantined,
-            "stages": dict(totals.stages),
-            "reasons": dict(sorted(totals.reasons.items())),
-        },
-        "steps": totals.steps or [],
-        "engine": {
-            "regime": "streaming",
-            "reason": reason,
-            "batches": batches,
-            "chunk_rows": spec.engine.chunk_rows,
-            "fit_method": fitted.fit_method,
-        },
-        "seconds": seconds,
+def _quarantine_summary(path: Path | None) -> dict[str, Any]:
+    """Rows, and counts per stage and reason, of the written quarantine (a streaming query)."""
+    if path is None:
+        return {"rows": 0, "stages": {}, "reasons": {}}
+    lf = io.scan(path)
+    stages = lf.group_by(STAGE).len().collect(engine="streaming")
+    reasons = lf.select(pl.col(REASONS).explode().drop_nulls()).group_by(REASONS).len().collect(engine="streaming")
+    return {
+        "rows": int(stages["len"].sum()),
+        "stages": dict(zip(stages[STAGE].to_list(), stages["len"].to_list(), strict=True)),
+        "reasons": dict(sorted(zip(reasons[REASONS].to_list(), reasons["len"].to_list(), strict=True))),
     }
-    if outs.fitted is not None:
-        report["fitted_output"] = str(outs.fitted)
-    report[("spec" if train else "fitted")] = source
-    from transforms._version import __version__
-
-    return {"prepflow": __version__, **report}
