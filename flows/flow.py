@@ -168,6 +168,12 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
     else:
         assert job.raw is not None and job.spec is not None
         edges, edges_source = job.raw, job.spec
+    stream, why = phases.choose_regime(phases.engine_settings(edges, edges_source), job.input)
+    if stream:
+        logger.info("streaming: %s", why)
+        result = tasks.streamed.with_options(**job.io_options)(job.mode, job.spec, job.fitted, job.input, job.outputs)
+        tasks.publish(result, None, job.name or edges.get("name"))
+        return result
     loaded = load_input(job.input, edges, edges_source, run_dir)
     fit_seconds = 0.0
     if job.mode != "apply":
@@ -180,7 +186,8 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
             fit_seconds = sum(document["fit_seconds"])
     if job.mode == "fit":
         assert job.fitted is not None
-        result = phases.fit_report(tasks.restore(document, job.raw), loaded["rows"], Path(job.fitted))
+        pipeline = tasks.restore(document, job.raw)
+        result = phases.fit_report(pipeline, loaded["rows"], Path(job.fitted), reason=why)
         write_outputs({}, quote(document), job.raw, job.fitted, None, None)
     else:
         assert job.outputs is not None
@@ -198,7 +205,9 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
         seconds = {"transform": transformed["seconds"], "total": time.perf_counter() - started}
         if job.mode == "run":
             seconds = {"read": loaded["seconds"], "fit": fit_seconds, **seconds}
-            result.update(spec=job.spec, input=job.input, seconds=seconds)
+            method = document["fitted"].get("fit_method", {})
+            engine = {"regime": "in_memory", "reason": why, "fit_method": method}
+            result.update(spec=job.spec, input=job.input, engine=engine, seconds=seconds)
         else:
             result.update(fitted=job.fitted, input=job.input, seconds=seconds)
         write_outputs(

@@ -255,6 +255,43 @@ def write_outputs(
     return written
 
 
+@task(name="streamed job", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=retry_io)
+def streamed(
+    mode: str, spec: str | None, fitted: str | None, input: str, outputs: dict[str, str | None] | None
+) -> dict:
+    """The whole job in Polars' streaming engine, in bounded memory (``engine.streaming``).
+
+    A streamed job never holds the table, so its phases cannot hand frames to
+    each other: it runs as one task, through the same function as the CLI.
+    """
+    from pipelines import commands
+
+    out = outputs or {}
+    if mode == "fit":
+        assert spec is not None and fitted is not None
+        return commands.fit(spec, input, fitted, streaming=True)
+    if mode == "run":
+        assert spec is not None
+        return commands.run(
+            spec,
+            input,
+            out["output"],
+            fitted_path=out.get("fitted"),
+            quarantine_path=out.get("quarantine"),
+            report_path=out.get("report"),
+            streaming=True,
+        )
+    assert fitted is not None
+    return commands.apply(
+        fitted,
+        input,
+        out["output"],
+        quarantine_path=out.get("quarantine"),
+        report_path=out.get("report"),
+        streaming=True,
+    )
+
+
 @task(name="report", cache_policy=NO_CACHE, persist_result=False)
 def publish(report: dict[str, Any], loaded: dict[str, Any] | None, name: str | None) -> list[str]:
     """Artifacts in the Prefect UI: per-step metrics, validation results, links to the outputs."""

@@ -169,13 +169,22 @@ def fit(
         rows = df.height
     progress("write")
     io.write_frames({}, {out: _json(fitted.to_dict())})
-    return {
-        "command": "fit",
-        "fitted": str(out),
-        "engine": {"regime": fitted.fit_method.get("regime"), "reason": why, "fit_method": fitted.fit_method},
-        "rows": {"in": rows},
-        "steps": [{"index": i, "name": f.step.label, "columns": list(f.columns)} for i, f in enumerate(fitted.steps)],
-    }
+    return fit_report(fitted, rows, out, reason=why)
+
+
+def fit_report(fitted: FittedPipeline, rows_in: int, out: Path, *, reason: str | None = None) -> dict[str, Any]:
+    """The report of ``fit``: rows, steps, and how the pipeline was fitted."""
+    report: dict[str, Any] = {"command": "fit", "fitted": str(out), "rows": {"in": rows_in}}
+    if fitted.fit_method:
+        report["engine"] = {
+            "regime": fitted.fit_method.get("regime"),
+            "reason": reason,
+            "fit_method": fitted.fit_method,
+        }
+    report["steps"] = [
+        {"index": i, "name": f.step.label, "columns": list(f.columns)} for i, f in enumerate(fitted.steps)
+    ]
+    return report
 
 
 def apply(

@@ -22,14 +22,17 @@ import polars as pl
 
 from pipelines import commands, engine
 from pipelines.commands import Outputs, PathLike
+from pipelines.engine_spec import EngineSpec, parse_engine_spec
+from pipelines.regime import choose_regime
 from pipelines.schema import InputSpec, OutputSpec
 from pipelines.validation import Validated
-from transforms.pipeline import FittedPipeline
 
 __all__ = [
     "Outputs",
     "check_fitted_output",
     "check_outputs",
+    "choose_regime",
+    "engine_settings",
     "fit_report",
     "output_frames",
     "run_report",
@@ -37,6 +40,11 @@ __all__ = [
     "validate_input",
     "validate_output",
 ]
+
+
+def engine_settings(spec: dict[str, Any], source: str) -> EngineSpec:
+    """The ``engine:`` block of a spec (or of the spec recorded in a fitted artifact)."""
+    return parse_engine_spec(spec, source=source)
 
 
 def check_outputs(
@@ -73,14 +81,7 @@ def run_report(command: str, ex: engine.Execution, outs: Outputs) -> dict[str, A
     return commands._report(command, ex, outs)
 
 
-def fit_report(fitted: FittedPipeline, rows_in: int, out: Path) -> dict[str, Any]:
-    """The report of ``fit``."""
-    return {
-        "command": "fit",
-        "fitted": str(out),
-        "rows": {"in": rows_in},
-        "steps": [{"index": i, "name": f.step.label, "columns": list(f.columns)} for i, f in enumerate(fitted.steps)],
-    }
+fit_report = commands.fit_report
 
 
 def output_frames(ex: engine.Execution, outs: Outputs) -> dict[Path, pl.DataFrame]:
