@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
-from pipelines.engine_spec import parse_engine_spec
+from pipelines.engine_spec import EngineSpec, parse_engine_spec
 from pipelines.errors import SchemaMismatchError, SpecError, UsageError
 from pipelines.regime import choose_regime
 from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
@@ -124,14 +124,17 @@ def run(
     df = io.read(input_path)
     read_s = time.perf_counter() - t0
     validated = _validate_input(spec.input, df, str(input_path), progress)
-    fitted = engine.fit(spec, validated.clean if validated else df, progress)
-    ex = engine.execute(fitted, df, train=True, progress=progress, validated=validated)
+    fitted, fit_backend = _fit(spec, validated.clean if validated else df, progress)
+    ex, backend = _execute(spec.engine, fitted, df, train=True, progress=progress, validated=validated)
     _validate_output(spec.output, ex.output, progress)
     report = _report("run", ex, outs)
+    engine_report = {"regime": "in_memory", "reason": why, "fit_method": fitted.fit_method}
+    if backend is not None:
+        engine_report.update(backend=backend, fit_backend=fit_backend)
     report.update(
         spec=str(spec_path),
         input=str(input_path),
-        engine={"regime": "in_memory", "reason": why, "fit_method": fitted.fit_method},
+        engine=engine_report,
         seconds={
             "read": read_s,
             "fit": sum(fitted.fit_seconds),
@@ -165,7 +168,7 @@ def fit(
         progress("read")
         df = io.read(input_path)
         validated = _validate_input(spec.input, df, str(input_path), progress)
-        fitted = engine.fit(spec, validated.clean if validated else df, progress)
+        fitted, _ = _fit(spec, validated.clean if validated else df, progress)
         rows = df.height
     progress("write")
     io.write_frames({}, {out: _json(fitted.to_dict())})
@@ -222,11 +225,13 @@ def apply(
     input_spec, output_spec = parse_edges(fitted.spec, source=str(fitted_path))
     validated = _validate_input(input_spec, df, str(input_path), progress, allow_import=False)
     try:
-        ex = engine.execute(fitted, df, train=False, progress=progress, validated=validated)
+        ex, backend = _execute(settings, fitted, df, train=False, progress=progress, validated=validated)
     except SchemaMismatchError as exc:
         raise SchemaMismatchError(f"{input_path}: {exc}") from exc
     _validate_output(output_spec, ex.output, progress, allow_import=False)
     report = _report("apply", ex, outs)
+    if backend is not None:
+        report["engine"] = {"regime": "in_memory", "reason": why, "backend": backend}
     report.update(
         fitted=str(fitted_path),
         input=str(input_path),
@@ -234,6 +239,26 @@ def apply(
     )
     _write(ex, outs, report, None, progress)
     return report
+
+
+def _fit(spec: PipelineSpec, df: pl.DataFrame, progress: Progress) -> tuple[FittedPipeline, dict[str, Any] | None]:
+    """Fit in memory: on Polars, or through the GPU backend when ``engine.backend`` asks for it."""
+    if spec.engine.backend == "polars":
+        return engine.fit(spec, df, progress), None
+    from pipelines import gpu_run
+
+    return gpu_run.fit(spec, df, spec.engine, progress)
+
+
+def _execute(
+    settings: EngineSpec, fitted: FittedPipeline, df: pl.DataFrame, **kwargs: Any
+) -> tuple[engine.Execution, dict[str, Any] | None]:
+    """Apply in memory: on Polars, or with GPU segments when ``engine.backend`` asks for it."""
+    if settings.backend == "polars":
+        return engine.execute(fitted, df, **kwargs), None
+    from pipelines import gpu_run
+
+    return gpu_run.execute(fitted, df, settings, **kwargs)
 
 
 def _regime(spec: PipelineSpec, input_path: PathLike, override: bool | None) -> tuple[bool, str]:

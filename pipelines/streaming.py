@@ -48,7 +48,7 @@ from pipelines import engine, io, validation
 from pipelines.commands import Outputs, PathLike, _compile, _json
 from pipelines.engine import REASONS, ROW, STAGE, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
-from pipelines.errors import DataError, SpecError
+from pipelines.errors import DataError, SpecError, UsageError
 from pipelines.spec import PipelineSpec, load_spec
 from transforms._version import __version__
 from transforms.atomic import TMP_PREFIX
@@ -277,6 +277,11 @@ def _stream(
     reason: str,
     source: str,
 ) -> dict[str, Any]:
+    if spec.engine.backend == "cupy":
+        raise UsageError(
+            f"{source}: engine: backend: cupy runs in memory only; the streaming regime runs on Polars "
+            "(use backend: auto or polars with streaming, or --no-streaming for the GPU)"
+        )
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     holder = CleanInput(spec, str(input_path), outs.output.parent, allow_import=fitted is None)
