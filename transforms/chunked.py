@@ -176,7 +176,7 @@ def request_columns(req: Requests) -> list[pl.Expr]:
 
 def batches(lf: pl.LazyFrame, chunk_rows: int) -> Iterable[pl.DataFrame]:
     """``lf`` in batches of about ``chunk_rows`` rows from Polars' streaming engine."""
-    return lf.collect_batches(chunk_size=chunk_rows, maintain_order=False)
+    return lf.collect_batches(chunk_size=chunk_rows, maintain_order=True)
 
 
 def partial_over(req: Requests, lf: pl.LazyFrame, options: ChunkOptions) -> GroupPartial:

@@ -202,3 +202,26 @@ def test_artifacts_show_metrics_validation_and_outputs(loans: tuple[Path, Path],
         assert f"| {reason} | {n} |" in markdown
     assert "| age | less_than_or_equal_to(120) | 1 |" in markdown
     assert out.resolve().as_uri() in by_key["prepflow-loans-output"].data
+
+
+def test_a_streamed_spec_runs_streamed_in_the_flow_with_the_cli_result(
+    loans: tuple[Path, Path], spec_with, tmp_path: Path, cli
+) -> None:
+    """engine.streaming: true makes the flow run the job streamed, as the CLI does: same output and artifact."""
+    spec = spec_with("engine: {streaming: true, exact_quantiles: true, chunk_rows: 500}\n")
+    data = loans[1]
+    by_cli, by_flow = tmp_path / "cli", tmp_path / "flow"
+    by_cli.mkdir()
+    by_flow.mkdir()
+    done = cli("run", spec, "--input", data, "--output", by_cli / "out.parquet", "--fitted", by_cli / "fitted.json")
+    assert done.returncode == 0, done.stderr
+
+    result = preprocess(str(spec), str(data), str(by_flow / "out.parquet"), fitted=str(by_flow / "fitted.json"))
+
+    assert result["engine"]["regime"] == "streaming"
+    assert result["rows"]["quarantined"] > 0
+    assert sorted(p.name for p in by_flow.iterdir()) == sorted(p.name for p in by_cli.iterdir())
+    assert pl.read_parquet(by_flow / "out.parquet").equals(pl.read_parquet(by_cli / "out.parquet"))
+    fitted = json.loads((by_flow / "fitted.json").read_text())
+    assert fitted["fit_method"] == {"regime": "streaming", "quantiles": "exact"}
+    assert fitted["steps"] == json.loads((by_cli / "fitted.json").read_text())["steps"]
