@@ -29,7 +29,6 @@ True
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from transforms.base import FitData, FitPlan, Fitted, Quantiles, Stat, Step
-from transforms.fitting import FitResult, _at, _column_quantiles, group_plans
+from transforms.fitting import FitResult, _at, _column_quantiles, fit_steps
 from transforms.stats import Counts, Moments, QuantileSketch, stat_from_dict
 
 MOMENT_STATS = ("count", "mean", "var", "std", "min", "max", "sum")
@@ -291,36 +290,25 @@ def fit_steps_chunked(
     stream from ``lf`` in batches of ``options.chunk_rows``.
     """
     options = options or ChunkOptions()
-    fitted: list[Fitted] = []
-    groups: list[int] = []
-    seconds: list[float] = []
     sketched = False
-    current = lf
-    i = 0
-    while i < len(steps):
-        started = time.perf_counter()
-        plans = group_plans(steps, i, current.collect_schema(), target)
-        stop = i + len(plans)
+
+    def collect(plans: Sequence[FitPlan], current: pl.LazyFrame, start: int, fitted: Sequence[Fitted]) -> list[FitData]:
+        nonlocal sketched
         req = Requests.of(plans, options)
         sketched = sketched or bool(req.sketches)
         if not req.mergeable:
             partial = GroupPartial.empty(req, options)
         elif map_partials is not None:
-            parts = [GroupPartial.from_dict(d) for d in map_partials(group_task(fitted, i, stop, options))]
+            task = group_task(fitted, start, start + len(plans), options)
             partial = GroupPartial.empty(req, options)
-            for part in parts:
-                partial.merge(part)
+            for part in map_partials(task):
+                partial.merge(GroupPartial.from_dict(part))
         else:
             partial = partial_over(req, current, options)
-        data = _finish_data(plans, req, partial, _driver(plans, req, current))
-        group_fitted = [_at(i + k, plan.finish, d) for k, (plan, d) in enumerate(zip(plans, data, strict=True))]
-        for f in group_fitted:
-            current = f.apply(current, train=True)
-        seconds.append(time.perf_counter() - started)
-        groups.extend([len(seconds) - 1] * len(plans))
-        fitted.extend(group_fitted)
-        i = stop
+        return _finish_data(plans, req, partial, _driver(plans, req, current))
+
+    result = fit_steps(steps, lf, target=target, collect=collect)
     method: dict[str, Any] = {"quantiles": "exact" if options.exact_quantiles or not sketched else "kll"}
     if method["quantiles"] == "kll":
         method.update(sketch_k=options.sketch_k, rank_error=QuantileSketch(options.sketch_k).rank_error)
-    return ChunkedFit(tuple(fitted), tuple(groups), tuple(seconds), method)
+    return ChunkedFit(result.fitted, result.groups, result.group_seconds, method)

@@ -47,8 +47,18 @@ def _joins_group(plan: FitPlan, writes: set[str], open_: bool) -> bool:
     return open_ and not (set(plan.reads) & writes)
 
 
-def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) -> FitResult:
-    """Fit ``steps`` in order on ``lf``; see the module docstring for grouping."""
+#: computes a fit group's data: ``collect(plans, lf, start, fitted_so_far)``
+GroupCollector = Callable[[Sequence[FitPlan], pl.LazyFrame, int, Sequence[Fitted]], list[FitData]]
+
+
+def fit_steps(
+    steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None, collect: GroupCollector | None = None
+) -> FitResult:
+    """Fit ``steps`` in order on ``lf``; see the module docstring for grouping.
+
+    ``collect`` computes each group's aggregates and queries: by default in memory
+    and exactly; :mod:`transforms.chunked` passes one that merges partial statistics.
+    """
     fitted: list[Fitted] = []
     groups: list[int] = []
     seconds: list[float] = []
@@ -57,7 +67,7 @@ def fit_steps(steps: Sequence[Step], lf: pl.LazyFrame, *, target: str | None) ->
     while i < len(steps):
         started = time.perf_counter()
         plans = group_plans(steps, i, current.collect_schema(), target)
-        data = _collect(plans, current)
+        data = collect(plans, current, i, fitted) if collect is not None else _collect(plans, current)
         group_fitted = [_at(i + k, plan.finish, d) for k, (plan, d) in enumerate(zip(plans, data, strict=True))]
         for f in group_fitted:
             current = f.apply(current, train=True)
