@@ -109,8 +109,15 @@ def _at(index: int, fn: Callable[..., T], *args: object) -> T:
 
 def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     """Run every aggregate of ``plans`` in one select, every quantile request in one
-    selection pass, and every query beside them, all in one ``collect_all``."""
+    selection pass, and every query beside them, all in one ``collect_all``.
+
+    The inputs of :class:`Stat` requests (such as a column with its non-finite
+    values nulled) are computed once each, as columns, and aggregated from there:
+    several statistics of one masked column cost one mask, not one each.
+    """
     aggs: dict[str, pl.Expr] = {}
+    stats: dict[str, pl.Expr] = {}
+    sources: dict[str, tuple[str, pl.Expr]] = {}
     quantiles: dict[str, Quantiles] = {}
     queries: list[pl.LazyFrame] = []
     for p, plan in enumerate(plans):
@@ -118,16 +125,23 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             key = f"{p}\x1f{k}"
             if isinstance(e, Quantiles):
                 quantiles[key] = e
+            elif isinstance(e, Stat):
+                name, _ = sources.setdefault(str(e.expr), (f"\x1fs{len(sources)}", e.expr))
+                stats[key] = Stat(pl.col(name), e.stat).expression().alias(key)
             else:
-                aggs[key] = (e.expression() if isinstance(e, Stat) else e).alias(key)
+                aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
     frames = []
     if aggs:
         frames.append(lf.select(list(aggs.values())))
+    if stats:
+        frames.append(lf.select([e.alias(name) for name, e in sources.values()]).select(list(stats.values())))
     if quantiles:
         frames.append(lf.select([subsampled(q).alias(k) for k, q in quantiles.items()]))
     results = iter(pl.collect_all(frames + queries) if frames or queries else [])
     row = next(results).row(0, named=True) if aggs else {}
+    if stats:
+        row.update(next(results).row(0, named=True))
     if quantiles:
         row.update(exact_quantiles(next(results), {k: q.probs for k, q in quantiles.items()}))
     data = []
