@@ -39,7 +39,8 @@ from transforms import (
     StandardScaler,
 )
 from transforms.base import Step
-from transforms.scale.normal import CLIP_MAX, CLIP_MIN, ppf, ppf_numpy
+from transforms.scale.normal import BOUNDS_THRESHOLD, CLIP_MAX, CLIP_MIN, ppf, ppf_batch, ppf_numpy
+from transforms.scale.quantile import Interpolation
 
 INF = np.inf
 
@@ -339,6 +340,82 @@ def test_quantile_metrics_count_values_out_of_range():
     assert new.select(**fitted.metrics(new.schema)).row(0, named=True) == {"out_of_range:x": 3}
 
 
+def _sklearn_probabilities(x: np.ndarray, q: np.ndarray, normal: bool) -> np.ndarray:
+    """scikit-learn's ``_transform_col`` before the ppf: two ``np.interp`` and its bounds rule."""
+    r = np.linspace(0.0, 1.0, q.size)
+    u = x.copy()
+    finite = ~np.isnan(x)
+    with np.errstate(all="ignore"):
+        u[finite] = 0.5 * (np.interp(x[finite], q, r) - np.interp(-x[finite], -q[::-1], -r[::-1]))
+        if normal:
+            lower, upper = x - BOUNDS_THRESHOLD < q[0], x + BOUNDS_THRESHOLD > q[-1]
+        else:
+            lower, upper = x == q[0], x == q[-1]
+    u[upper] = 1.0
+    u[lower] = 0.0
+    return u
+
+
+def _quantile_sets() -> list[np.ndarray]:
+    rng = np.random.default_rng(21)
+    sets = [
+        rng.normal(size=1000),  # continuous: the grid search takes one or two rounds
+        rng.lognormal(0.0, 4.0, 1000),  # skewed: most quantiles in a few buckets
+        np.round(rng.normal(size=300), 1),  # many repeats
+        rng.integers(0, 3, 50).astype(float),  # a few values, long runs of repeats
+        np.r_[rng.normal(size=200), -1e300, 1e300, 1e300],  # an outlier at each end: no useful grid
+        np.r_[rng.normal(size=100), -1.7e308, 1.7e308],  # a span that overflows: one bucket
+        1e12 + np.round(rng.normal(size=200) * 1e4),  # x == q[-1] is not within BOUNDS_THRESHOLD of it
+        np.array([2.5]),
+        np.array([3.0, 3.0, 3.0]),
+        np.array([-1.0, 4.0]),
+    ]
+    return [np.maximum.accumulate(np.sort(q)) for q in sets]
+
+
+@pytest.mark.parametrize("normal", [False, True], ids=["uniform", "normal"])
+@pytest.mark.parametrize("q", _quantile_sets(), ids=lambda q: f"n{q.size}-{q[0]:.3g}..{q[-1]:.3g}")
+def test_quantile_interpolation_is_sklearns_bit_for_bit(q, normal):
+    """One grid-accelerated search replaces two np.interp calls without changing a bit."""
+    rng = np.random.default_rng(q.size)
+    picks = rng.choice(q, 200)
+    with np.errstate(over="ignore"):
+        x = np.r_[
+            q,  # every quantile, repeats included
+            np.nextafter(picks, np.inf),
+            np.nextafter(picks, -np.inf),
+            np.interp(rng.uniform(0, q.size - 1, 2000), np.arange(q.size), q),  # inside segments
+            q[0] - np.abs(q[0]) / 8 - rng.uniform(0, 2, 20),  # beyond the ends
+            q[-1] + np.abs(q[-1]) / 8 + rng.uniform(0, 2, 20),
+            [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e308, -1e308],
+        ]
+    got = Interpolation(q, normal=normal).probabilities(x)
+    assert np.array_equal(got, _sklearn_probabilities(x, q, normal), equal_nan=True)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "normal"])
+def test_quantile_transform_equals_sklearn_exactly_on_continuous_data(dist):
+    rng = np.random.default_rng(5)
+    x = rng.lognormal(0.0, 1.5, 6000)
+    x[rng.random(x.size) < 0.05] = np.nan
+    sk = skp.QuantileTransformer(output_distribution=dist).fit(x[:, None])
+    fitted = QuantileScaler(output_distribution=dist).fit(pl.DataFrame({"x": x}))
+    assert np.array_equal(np.asarray(fitted.quantiles[0]), sk.quantiles_[:, 0])
+    new = np.r_[x, rng.lognormal(0.0, 2.0, 2000)]
+    got = fitted.transform(pl.DataFrame({"x": new}))["x"].to_numpy()
+    assert np.array_equal(got, sk.transform(new[:, None])[:, 0], equal_nan=True)
+
+
+def test_quantile_transform_streams_batch_by_batch():
+    x = np.random.default_rng(6).normal(size=300_000)
+    x[::17] = np.nan
+    df = pl.DataFrame({"x": x}).with_columns(pl.when(pl.int_range(pl.len()) % 13 == 0).then(None).otherwise("x"))
+    fitted = QuantileScaler(output_distribution="normal").fit(df)
+    eager = fitted.transform(df)
+    assert_frame_equal(fitted.transform(df.lazy()).collect(engine="streaming"), eager)
+    assert eager["x"].null_count() == df["x"].null_count()
+
+
 # --- the inverse normal CDF (AS 241) ---------------------------------------------------------------
 
 
@@ -355,6 +432,7 @@ def test_ppf_matches_scipy_over_the_whole_range():
     got = pl.DataFrame({"p": p}).select(ppf(pl.col("p")).alias("z"))["z"].to_numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-14, atol=0)
     np.testing.assert_allclose(ppf_numpy(p), got, rtol=1e-15, atol=0)
+    assert np.array_equal(ppf_batch(p), ref)  # what scikit-learn's norm.ppf evaluates
 
 
 def test_ppf_edges():

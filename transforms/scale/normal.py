@@ -5,7 +5,9 @@ approximations in three regions of ``p``, accurate to about 1e-16 relative for
 ``min(p, 1 - p) > 1e-316``. One generic implementation serves both backends, so
 :func:`ppf` (lazy Polars) and :func:`ppf_numpy` (tests, fit-time constants)
 evaluate the same formula. ``ppf(0) = -inf``, ``ppf(1) = inf``, and ``p`` outside
-``[0, 1]`` or NaN gives NaN; null stays null.
+``[0, 1]`` or NaN gives NaN; null stays null. :func:`ppf_batch` is the fast path
+for NumPy batches inside a query (``map_batches``): SciPy's ``ndtri``, which
+scikit-learn's ``norm.ppf`` evaluates too.
 
 >>> import polars as pl
 >>> pl.DataFrame({"p": [0.025, 0.5, 0.975]}).select(ppf(pl.col("p")).round(6).alias("z"))["z"].to_list()
@@ -133,6 +135,23 @@ def ppf_numpy(p: np.ndarray | float) -> np.ndarray:
     arr = np.asarray(p, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return _ppnd16(arr, _radius(arr, np.where, np.log, np.sqrt), np.where)
+
+
+def ppf_batch(p: np.ndarray) -> np.ndarray:
+    """Inverse standard normal CDF of a NumPy batch: ``scipy.special.ndtri``, what ``scipy.stats.norm.ppf`` runs.
+
+    For ``map_batches`` inside a query. On 1M values it takes about a seventh of
+    :func:`ppf_numpy`'s time (which evaluates every region everywhere) and far less
+    than :func:`ppf` as Polars expressions; it agrees with both to about 1e-15
+    relative. Same edge values: 0 and 1 give -inf and inf, the rest outside
+    ``[0, 1]`` and NaN give NaN.
+
+    >>> ppf_batch(np.array([0.025, 0.5, 1.0])).round(6).tolist()
+    [-1.959964, 0.0, inf]
+    """
+    from scipy.special import ndtri  # imported on first use: scipy costs start-up time
+
+    return ndtri(np.asarray(p, dtype=np.float64))
 
 
 BOUNDS_THRESHOLD = 1e-7
