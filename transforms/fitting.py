@@ -136,14 +136,19 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         frames.append(lf.select(list(aggs.values())))
     if stats:
         frames.append(lf.select([e.alias(name) for name, e in sources.values()]).select(list(stats.values())))
-    if quantiles:
-        frames.append(lf.select([subsampled(q).alias(k) for k, q in quantiles.items()]))
+    whole = {k: q for k, q in quantiles.items() if q.subsample is None}
+    if whole:
+        frames.append(lf.select([q.expr.alias(k) for k, q in whole.items()]))
+    sampled = {k: q for k, q in quantiles.items() if q.subsample is not None}
+    frames.extend(lf.select(subsampled(q).alias(k)) for k, q in sampled.items())
     results = iter(pl.collect_all(frames + queries) if frames or queries else [])
     row = next(results).row(0, named=True) if aggs else {}
     if stats:
         row.update(next(results).row(0, named=True))
-    if quantiles:
-        row.update(exact_quantiles(next(results), {k: q.probs for k, q in quantiles.items()}))
+    if whole:
+        row.update(exact_quantiles(next(results), {k: q.probs for k, q in whole.items()}))
+    for k, q in sampled.items():
+        row[k] = _column_quantiles(next(results)[k], q.probs)
     data = []
     for p, plan in enumerate(plans):
         values = {k: row[f"{p}\x1f{k}"] for k in plan.aggregates}
@@ -153,12 +158,12 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
 
 
 def subsampled(q: Quantiles) -> pl.Expr:
-    """``q.expr``, nulled outside a seeded random subset of ``q.subsample`` non-null rows."""
+    """The values of ``q.expr`` at a seeded random subset of at most ``q.subsample`` non-null rows."""
     x = q.expr
     if q.subsample is None:
         return x
     picked = x.is_not_null().arg_true().sample(n=pl.min_horizontal(x.count(), q.subsample), seed=q.seed)
-    return pl.when(pl.int_range(pl.len()).is_in(picked.implode())).then(x)
+    return x.gather(picked)
 
 
 def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float] | None:

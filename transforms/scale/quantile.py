@@ -256,7 +256,8 @@ class QuantileScaler(Step):
             aggs[f"{i}:n"] = Stat(x, "count")
             aggs[f"{i}:q"] = Quantiles(x, probs, subsample=self.subsample, seed=self.seed)
             if n_q > 1:  # fewer finite values than quantiles: the quantiles come from all of them
-                aggs[f"{i}:low"] = x.drop_nulls().bottom_k(n_q - 1).cast(pl.Float64).implode()
+                # with fewer than n_quantiles values, these are all of them (unused otherwise)
+                aggs[f"{i}:low"] = x.drop_nulls().head(n_q - 1).cast(pl.Float64).implode()
 
         def quantiles(v: dict[str, Any]) -> tuple[float, ...]:
             n = min(v["n"], self.subsample)
