@@ -186,7 +186,7 @@ def _hive_keys(relative: Path) -> tuple[tuple[str, str | None], ...]:
 
 def _path_keys(path: Path) -> list[str]:
     """Every ``key=`` folder name in an absolute path: Polars reads each as a Hive column."""
-    return [unquote(part.partition("=")[0]) for part in path.parent.parts if "=" in part.partition("=")[1:2]]
+    return [unquote(part.split("=", 1)[0]) for part in path.parent.parts if "=" in part]
 
 
 def _schema_of(f: Path, relative: str) -> dict[str, pl.DataType]:
@@ -423,9 +423,9 @@ def apply_partition(
     commands._validate_output(output_spec, ex.output, engine._quiet, allow_import=trusted_spec)
     rows = engine.check_conservation(ex)
     out = ex.output
-    for key, _value in partition.keys:
+    for key, _value in partition.keys:  # the key's value lives in the folder name
         if key in out.columns:
-            if out.get_column(key).n_unique() > 1 or (out.height and key in df.columns and not _same(out, df, key)):
+            if df.height and key in df.columns and not out.get_column(key).eq_missing(df.get_column(key)[0]).all():
                 raise UsageError(f"{partition.path}: the pipeline changed the partition column {key!r}")
             out = out.drop(key)
     target = partition.output(output)
@@ -442,14 +442,19 @@ def apply_partition(
         "quarantine": str(q_target) if q_target in frames else None,
         "rows": rows,
         "quarantine_summary": engine.quarantine_summary(ex.quarantine),
+        "failures": _failure_counts(validated.failures) if validated is not None else None,
         "steps": ex.steps,
         "seconds": time.perf_counter() - started,
     }
 
 
-def _same(out: pl.DataFrame, df: pl.DataFrame, key: str) -> bool:
-    value = df.get_column(key).drop_nulls().unique().to_list()
-    return out.get_column(key).drop_nulls().unique().to_list() == value
+def _failure_counts(failures: pl.DataFrame) -> list[dict[str, Any]]:
+    """Input-schema failures: rows per column and check."""
+    rows = failures.filter(pl.col("index").is_not_null()) if failures.height else failures
+    if not rows.height:
+        return []
+    counts = rows.group_by("column", "check").agg(pl.col("index").n_unique().alias("rows")).sort("column", "check")
+    return counts.to_dicts()
 
 
 # --- merging the partitions' reports ------------------------------------------------------------
@@ -503,19 +508,23 @@ def _rows_of(path: Path) -> int:
     return int(pl.scan_parquet(path, hive_partitioning=False).select(pl.len()).collect().item())
 
 
-def commit(
-    layout: Layout,
-    output: Path,
-    quarantine: Path,
-    results: list[dict[str, Any]],
-    texts: Mapping[Path, str] | None = None,
-) -> dict[str, Any]:
-    """Check every partition was written exactly once, write side files, then ``_SUCCESS`` last.
+def merge_failures(per_partition: list[list[dict[str, Any]] | None]) -> list[dict[str, Any]]:
+    """Input-schema failures (rows per column and check) summed over partitions."""
+    total: dict[tuple[str, str], int] = {}
+    for failures in per_partition:
+        for f in failures or []:
+            total[(f["column"], f["check"])] = total.get((f["column"], f["check"]), 0) + f["rows"]
+    return [{"column": c, "check": k, "rows": n} for (c, k), n in sorted(total.items())]
+
+
+def verify(layout: Layout, output: Path, quarantine: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Check that every partition was written exactly once, as reported; clean up dead writers' temp files.
 
     Checks: one result per partition; the output folder holds exactly the
-    mirrored partitions (no missing, extra or duplicate file) with the row counts
-    the tasks reported, likewise the quarantine folder. Removes temporary files
-    of writers that died on this host and reports any other. Returns a summary.
+    mirrored partitions (none missing, none extra) with the row counts the
+    tasks reported; likewise the quarantine folder. Temporary files of writers
+    that died on this host are removed; any other is reported (their
+    ``.partial`` names keep them out of ``*.parquet`` readers).
     """
     by_partition: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -524,18 +533,17 @@ def commit(
         by_partition[r["partition"]] = r
     expected = [p.relative for p in layout.partitions]
     missing = [rel for rel in expected if rel not in by_partition]
-    if missing:
+    if missing or len(by_partition) != len(expected):
         raise engine.ConservationError(f"partition(s) without a result: {', '.join(missing[:5])}")
     removed = [*remove_stale_temp_files(output), *remove_stale_temp_files(quarantine)]
-    on_disk = [n for n in _listing(output) if n != SUCCESS]
-    q_expected = sorted(rel for rel, r in by_partition.items() if r["quarantine"])
     problems = []
-    if sorted(on_disk) != sorted(expected):
-        extra = sorted(set(on_disk) - set(expected))
-        gone = sorted(set(expected) - set(on_disk))
+    on_disk = [n for n in _listing(output) if n != SUCCESS]
+    if on_disk != sorted(expected):
+        extra, gone = sorted(set(on_disk) - set(expected)), sorted(set(expected) - set(on_disk))
         problems.append(f"{output}: missing {gone[:5]}, unexpected {extra[:5]}")
-    if _listing(quarantine) != q_expected:
-        problems.append(f"{quarantine}: holds {_listing(quarantine)[:5]}, expected {q_expected[:5]}")
+    q_expected = sorted(rel for rel, r in by_partition.items() if r["quarantine"])
+    if (q_on_disk := _listing(quarantine)) != q_expected:
+        problems.append(f"{quarantine}: holds {q_on_disk[:5]}, expected {q_expected[:5]}")
     for rel in expected:
         r = by_partition[rel]
         if (n := _rows_of(Path(r["output"]))) != r["rows"]["out"]:
@@ -543,10 +551,15 @@ def commit(
         if r["quarantine"] and (n := _rows_of(Path(r["quarantine"]))) != r["quarantine_summary"]["rows"]:
             problems.append(f"{r['quarantine']}: {n} row(s) on disk, {r['quarantine_summary']['rows']} written")
     if problems:
-        raise DataError("the partitioned output is not what the run wrote (changed during the run?): " + "; ".join(problems))
+        raise DataError("the partitioned output is not what the run wrote (was it changed?): " + "; ".join(problems))
+    stray = [str(p) for p in (*stray_temp_files(output), *stray_temp_files(quarantine))]
+    return {"removed_temp_files": [str(p) for p in removed], "stray_temp_files": stray}
+
+
+def finish(output: Path, texts: Mapping[Path, str] | None = None, *, partitions: int) -> Path:
+    """Write the side files (report, fitted artifact), then the ``_SUCCESS`` marker last; returns its path."""
     if texts:
         io.write_frames({}, dict(texts))
-    stray = [str(p) for p in (*stray_temp_files(output), *stray_temp_files(quarantine))]
-    marker = {"partitions": len(expected), "written_at": time.time(), "stray_temp_files": len(stray)}
-    io.write_frames({}, {output / SUCCESS: json.dumps(marker) + "\n"})
-    return {"removed_temp_files": [str(p) for p in removed], "stray_temp_files": stray}
+    marker = output / SUCCESS
+    io.write_frames({}, {marker: json.dumps({"partitions": partitions, "written_at": time.time()}) + "\n"})
+    return marker

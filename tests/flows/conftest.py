@@ -99,3 +99,9 @@ def spec_with(tmp_path: Path):
 def frame():
     """The loans frame factory (``n`` rows, ``seed``)."""
     return loans_frame
+
+
+@pytest.fixture(scope="session")
+def loans_source():
+    """(the loans spec text, the loans frame factory), for fixtures broader than one test."""
+    return SPEC, loans_frame
