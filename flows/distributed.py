@@ -122,15 +122,6 @@ def task_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
     )
 
 
-def fit_available() -> bool:
-    """Whether this build can fit from partial statistics (``pipelines.streaming.fit_chunked``)."""
-    try:
-        from pipelines import streaming  # absent from builds without distributed fitting
-    except ImportError:
-        return False
-    return hasattr(streaming, "fit_chunked") and hasattr(streaming, "partial_for_partition")
-
-
 def plan(
     spec: str | None,
     input: str,
@@ -153,11 +144,6 @@ def plan(
         raise UsageError(f"mode {mode!r} needs an output folder")
     if mode in ("fit", "apply") and fitted is None:
         raise UsageError(f"mode {mode!r} needs a fitted path ({'to write' if mode == 'fit' else 'to read'})")
-    if mode != "apply" and not fit_available():
-        raise UsageError(
-            f"mode {mode!r} on a Dask cluster needs distributed fitting (pipelines.streaming.fit_chunked), "
-            "which this build lacks; fit on one machine (`prepflow fit`) and run mode 'apply' with the fitted file"
-        )
     if mode == "run" and pipeline is not None:
         for i, step in enumerate(pipeline.steps):
             if step.kind == "augment":

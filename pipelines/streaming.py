@@ -35,7 +35,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,7 @@ from pipelines.engine import REASONS, ROW, STAGE, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError, UsageError
 from pipelines.spec import PipelineSpec, load_spec
+from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.atomic import TMP_PREFIX
 from transforms.chunked import ChunkOptions, MapPartials, run_group_task
@@ -87,7 +88,9 @@ class CleanInput:
     Without an input schema that is the input itself. With one, :meth:`open`
     reads the input once in batches, validates each, and spills the clean rows
     (coerced, with their ``__row``) and the quarantined ones to temporary Parquet
-    files in ``work_dir``, removed on exit.
+    files in ``work_dir``, removed on exit. :meth:`deferred` does the same only
+    when asked to: a distributed fit needs the clean rows on the driver only for
+    statistics that do not merge.
     """
 
     spec: PipelineSpec
@@ -102,29 +105,54 @@ class CleanInput:
 
     @contextmanager
     def open(self) -> Iterator[pl.LazyFrame]:
-        schema_spec = self.spec.input.schema_
-        if schema_spec is None:
-            self.rows_in = self.raw().select(pl.len()).collect(engine="streaming").item()
-            yield self.raw()
+        with self.deferred() as (clean, prepare):
+            prepare()
+            yield clean
+
+    @contextmanager
+    def deferred(self) -> Iterator[tuple[pl.LazyFrame, Callable[[], None]]]:
+        """The clean rows' scan, and the function that must run before the scan is read."""
+        if self.spec.input.schema_ is None:
+
+            def count() -> None:
+                self.rows_in = self.raw().select(pl.len()).collect(engine="streaming").item()
+
+            yield self.raw(), count
             return
-        schema = _compile(schema_spec, self.input_path, allow_import=self.allow_import)
+        schema = _compile(self.spec.input.schema_, self.input_path, allow_import=self.allow_import)
         folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}spill-", dir=self.work_dir))
+        clean_file = folder / "clean.parquet"
+        row_dtype = self.raw().collect_schema()[ROW]
+        empty = self._validate(self.raw().head(0).collect(), schema).clean
+        empty = empty.with_columns(pl.lit(None, row_dtype).alias(ROW))
+        done: list[bool] = []
+
+        def prepare() -> None:
+            if not done:
+                self._spill(schema, clean_file, folder / "quarantine.parquet", empty)
+                done.append(True)
+
         try:
-            clean_file, bad_file = folder / "clean.parquet", folder / "quarantine.parquet"
-            with _Spill(clean_file) as clean_out, _Spill(bad_file) as bad_out:
-                for batch in _batches(self.raw(), self.spec.engine.chunk_rows, self.input_path):
-                    self.rows_in += batch.height
-                    checked = validation.validate_input(
-                        batch.drop(ROW), schema, on_invalid_rows=self.spec.input.on_invalid_rows, source=self.input_path
-                    )
-                    rows = batch.get_column(ROW)
-                    clean_out.write(checked.clean.with_columns(rows.gather(checked.rows).alias(ROW)))
-                    if checked.quarantine is not None:
-                        bad_out.write(checked.quarantine.with_columns(rows.gather(checked.quarantine[ROW]).alias(ROW)))
-            self.quarantine = pl.scan_parquet(bad_file) if bad_out.rows else None
-            yield pl.scan_parquet(clean_file) if clean_out.rows else self.raw().head(0)
+            yield pl.scan_parquet(clean_file, schema=empty.schema), prepare
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def _validate(self, batch: pl.DataFrame, schema: Any) -> Validated:
+        on_invalid = self.spec.input.on_invalid_rows
+        return validation.validate_input(batch.drop(ROW), schema, on_invalid_rows=on_invalid, source=self.input_path)
+
+    def _spill(self, schema: Any, clean_file: Path, bad_file: Path, empty: pl.DataFrame) -> None:
+        with _Spill(clean_file) as clean_out, _Spill(bad_file) as bad_out:
+            for batch in _batches(self.raw(), self.spec.engine.chunk_rows, self.input_path):
+                self.rows_in += batch.height
+                checked = self._validate(batch, schema)
+                rows = batch.get_column(ROW)
+                clean_out.write(checked.clean.with_columns(rows.gather(checked.rows).alias(ROW)))
+                if checked.quarantine is not None:
+                    bad_out.write(checked.quarantine.with_columns(rows.gather(checked.quarantine[ROW]).alias(ROW)))
+            if not clean_out.rows:
+                clean_out.write(empty)
+        self.quarantine = pl.scan_parquet(bad_file) if bad_out.rows else None
 
 
 class _Spill:
@@ -162,7 +190,8 @@ def fit_chunked(
     """Fit ``spec`` in bounded memory on the input's clean rows.
 
     ``work_dir`` holds the spilled clean rows when the spec has an input schema
-    (default: the system's temporary folder).
+    (default: the system's temporary folder). In the distributed regime the
+    input is read here only if a fit group has statistics that do not merge.
 
     With ``map_partials`` (the distributed regime) each fit group's mergeable
     statistics come from ``map_partials(task)``: one :func:`partial_for_partition`
@@ -171,18 +200,27 @@ def fit_chunked(
     progress("fit")
     options = chunk_options(spec.engine)
     regime = "distributed" if map_partials is not None else "streaming"
-    if clean is None:
-        holder = CleanInput(spec, str(input_path), Path(work_dir or tempfile.gettempdir()))
-        with holder.open() as lf:
-            return _fit(spec, lf.drop(ROW), options, map_partials, regime)
-    return _fit(spec, clean.drop(ROW), options, map_partials, regime)
+    if clean is not None:
+        return _fit(spec, clean.drop(ROW), options, map_partials, regime, None)
+    holder = CleanInput(spec, str(input_path), Path(work_dir or tempfile.gettempdir()))
+    with holder.deferred() as (lf, prepare):
+        if map_partials is None:
+            prepare()
+        return _fit(spec, lf.drop(ROW), options, map_partials, regime, prepare)
 
 
 def _fit(
-    spec: PipelineSpec, lf: pl.LazyFrame, options: ChunkOptions, map_partials: MapPartials | None, regime: str
+    spec: PipelineSpec,
+    lf: pl.LazyFrame,
+    options: ChunkOptions,
+    map_partials: MapPartials | None,
+    regime: str,
+    prepare: Callable[[], None] | None,
 ) -> FittedPipeline:
     try:
-        return spec.pipeline().fit_chunked(lf, options=options, map_partials=map_partials, spec=spec.raw, regime=regime)
+        return spec.pipeline().fit_chunked(
+            lf, options=options, map_partials=map_partials, spec=spec.raw, regime=regime, prepare=prepare
+        )
     except PrepflowError as exc:
         error = engine.at_step(spec, exc)
         if error is exc:

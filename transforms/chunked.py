@@ -271,6 +271,8 @@ class ChunkedFit(FitResult):
     """A chunked fit's result, plus how its quantiles were computed."""
 
     method: Mapping[str, Any] = field(default_factory=dict)
+    #: input rows, when the first fit group counted them
+    rows: int | None = None
 
 
 def fit_steps_chunked(
@@ -280,6 +282,7 @@ def fit_steps_chunked(
     target: str | None,
     options: ChunkOptions = ChunkOptions(),
     map_partials: MapPartials | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> ChunkedFit:
     """Fit ``steps`` from mergeable statistics (see the module docstring).
 
@@ -287,15 +290,20 @@ def fit_steps_chunked(
     the driver-side queries). With ``map_partials``, each group's mergeable
     statistics come from ``map_partials(group_task(...))`` (one partial per
     partition, e.g. Dask workers running :func:`run_group_task`); otherwise they
-    stream from ``lf`` in batches of ``options.chunk_rows``.
+    stream from ``lf`` in batches of ``options.chunk_rows``. ``prepare`` runs
+    before ``lf`` is first read here (with ``map_partials``, only if a group has
+    statistics that do not merge).
     """
     options = options or ChunkOptions()
     sketched = False
+    rows: list[int] = []
 
     def collect(plans: Sequence[FitPlan], current: pl.LazyFrame, start: int, fitted: Sequence[Fitted]) -> list[FitData]:
         nonlocal sketched
         req = Requests.of(plans, options)
         sketched = sketched or bool(req.sketches)
+        if prepare is not None and (map_partials is None or req.raw or req.exact or any(p.queries for p in plans)):
+            prepare()
         if not req.mergeable:
             partial = GroupPartial.empty(req, options)
         elif map_partials is not None:
@@ -305,10 +313,12 @@ def fit_steps_chunked(
                 partial.merge(GroupPartial.from_dict(part))
         else:
             partial = partial_over(req, current, options)
+        if start == 0 and req.mergeable:
+            rows.append(partial.rows)
         return _finish_data(plans, req, partial, _driver(plans, req, current))
 
     result = fit_steps(steps, lf, target=target, collect=collect)
     method: dict[str, Any] = {"quantiles": "exact" if options.exact_quantiles or not sketched else "kll"}
     if method["quantiles"] == "kll":
         method.update(sketch_k=options.sketch_k, rank_error=QuantileSketch(options.sketch_k).rank_error)
-    return ChunkedFit(result.fitted, result.groups, result.group_seconds, method)
+    return ChunkedFit(result.fitted, result.groups, result.group_seconds, method, rows[0] if rows else None)

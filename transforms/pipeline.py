@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +77,13 @@ class Pipeline:
         map_partials: MapPartials | None = None,
         spec: Mapping[str, Any] | None = None,
         regime: str = "streaming",
+        prepare: Callable[[], None] | None = None,
     ) -> FittedPipeline:
         """Fit in bounded memory from mergeable statistics (see :mod:`transforms.chunked`).
 
         ``lf`` is scanned once per fit group and never held in memory; with
-        ``map_partials`` the statistics come from partitions (e.g. Dask workers).
+        ``map_partials`` the statistics come from partitions (e.g. Dask workers),
+        and ``prepare`` runs before ``lf`` is first read (if ever).
         The artifact records the regime and how quantiles were computed.
 
         >>> from transforms import RobustScaler
@@ -90,9 +92,19 @@ class Pipeline:
         'kll'
         """
         result = fit_steps_chunked(
-            self.steps, lf, target=self.target, options=options or ChunkOptions(), map_partials=map_partials
+            self.steps,
+            lf,
+            target=self.target,
+            options=options or ChunkOptions(),
+            map_partials=map_partials,
+            prepare=prepare,
         )
-        rows = lf.select(pl.len()).collect(engine="streaming").item()
+        if result.rows is None:
+            if prepare is not None:
+                prepare()
+            rows = lf.select(pl.len()).collect(engine="streaming").item()
+        else:
+            rows = result.rows
         return self._fitted(lf, result, int(rows), spec, {"regime": regime, **result.method})
 
     def _fitted(
