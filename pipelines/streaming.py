@@ -9,11 +9,13 @@ the quantile method differ. A streamed ``run``:
 2. fits from mergeable statistics (:mod:`transforms.chunked`): one streaming pass
    per fit group, KLL sketches for quantiles (or one exact pass per column with
    ``engine.exact_quantiles``);
-3. transforms with Polars' streaming engine: the output and the quarantine
-   (rows the schema or a step rejected, with their reasons) are sunk to
-   temporary files (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``)
-   in the same query that collects each step's metrics, then checked against
-   the output schema batch by batch and published atomically.
+3. transforms with Polars' streaming engine: the output is sunk to a temporary
+   file (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``), then the
+   quarantine (rows the schema or a step rejected, with their reasons) is sunk
+   in the query that collects each step's metrics (a second pass: one query
+   holding both would buffer the table for the slower consumer); the output is
+   checked against the output schema batch by batch and everything is published
+   atomically.
 
 Peak memory is a few batches (``engine.chunk_rows``) plus the quarantine, which
 is sorted by ``__row``, whatever the input size.
@@ -346,12 +348,15 @@ def _stream(
                 sinks[outs.quarantine] = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
             for target in sinks:
                 tmps[target] = io.tmp_path(target)
-            queries = [io.sink(lf, tmps[target]) for target, lf in sinks.items()]
+            # the output alone first: a query shared by the (slow) output sink and fast consumers
+            # buffers the whole transformed table for the slow one; then the small ones together
+            side = [io.sink(lf, tmps[target]) for target, lf in sinks.items() if target != outs.output]
             try:
-                results = pl.collect_all([*queries, *plan.metrics], engine="streaming")
+                pl.collect_all([io.sink(sinks[outs.output], tmps[outs.output])], engine="streaming")
+                results = pl.collect_all([*side, *plan.metrics], engine="streaming")
             except pl.exceptions.PolarsError as exc:
                 raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
-            steps = engine.step_metrics(fitted, results[len(queries) :], plan.metric_keys)
+            steps = engine.step_metrics(fitted, results[len(side) :], plan.metric_keys)
             rows_out = int(results[-1]["__rows"][0])
             seconds["transform"] = time.perf_counter() - t0
         _validate_output(spec, tmps[outs.output], source)

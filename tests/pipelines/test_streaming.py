@@ -1,0 +1,447 @@
+"""The streaming regime at command level: ``prepflow run|fit|apply`` streamed against in memory.
+
+The same spec runs streamed (``engine: {streaming: true, chunk_rows: 400}``: several batches)
+and in memory (``--no-streaming``) on an input whose schema quarantines some rows (early and
+late batches) and whose pipeline drops outliers. Moment-based pipelines, and quantile-based
+ones with ``exact_quantiles: true``, must give the same rows, the same quarantine and outputs
+equal to 1e-12. The last tests (marked slow) measure the fit's peak RSS on a 4M-row file, each
+fit in its own subprocess: well below the in-memory fit's (the aggregations stream), but not yet
+the documented "few batches" (a strict xfail, see its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import namedtuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import polars.selectors as cs
+import psutil
+import pytest
+
+from pipelines import commands, regime
+from transforms.atomic import TMP_PREFIX
+
+N = 3_000
+CHUNK_ROWS = 400  # 8 batches
+ROW = "__row"
+
+SCHEMA = """\
+input:
+  schema:
+    columns:
+      id:   {dtype: Int64}
+      a:    {dtype: Float64, nullable: true, checks: {le: 1000}}
+      city: {dtype: String, nullable: true, checks: {isin: [paris, lyon, nice, lille]}}
+  on_invalid_rows: quarantine
+"""
+MOMENT_STEPS = """\
+steps:
+  - {kind: impute, method: mean, columns: [a], add_indicator: true}
+  - {kind: impute, method: most_frequent, columns: [city]}
+  - {kind: outliers, method: zscore, columns: [b], threshold: 3.0, action: drop}
+  - {kind: scale, method: standard, columns: [a, b, c]}
+  - {kind: scale, method: maxabs, columns: [d]}
+  - {kind: encode, method: onehot, columns: [city]}
+"""
+QUANTILE_STEPS = """\
+steps:
+  - {kind: impute, method: median, columns: [a, d]}
+  - {kind: outliers, method: iqr, columns: [b], k: 3.0, action: drop}
+  - {kind: outliers, method: percentile, columns: [d], lower: 0.05, upper: 0.95, action: clip}
+  - {kind: scale, method: robust, columns: [a, b, c, d]}
+"""
+PIPELINES = {
+    "moments": (MOMENT_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}}}"),
+    "exact_quantiles": (QUANTILE_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}, exact_quantiles: true}}"),
+}
+
+
+def make_input(n: int = N) -> pl.DataFrame:
+    """Floats with nulls, NaN, +inf and outliers; rows that break the input schema in early and late batches."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(40, 8, n)
+    a[[10, 700, 2_950]] = 5_000.0  # > 1000: quarantined by the input schema
+    b = rng.normal(0, 1, n)
+    b[[3, 1_234, 2_990]] = [60.0, -55.0, np.inf]  # dropped by the outlier step
+    b[[5, 1_500]] = np.nan
+    city = rng.choice(["paris", "lyon", "nice", "lille"], n).astype(object)
+    city[[20, 2_500]] = "atlantis"  # not in isin: quarantined
+    return pl.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "a": a,
+            "b": b,
+            "c": rng.integers(0, 50, n),
+            "d": rng.lognormal(1, 0.5, n),
+            "city": city.tolist(),
+        }
+    ).with_columns(
+        pl.when(pl.int_range(n) % 9 == 0).then(None).otherwise(pl.col("a")).alias("a"),
+        pl.when(pl.int_range(n) % 17 == 0).then(None).otherwise(pl.col("d")).alias("d"),
+        pl.when(pl.int_range(n) % 23 == 0).then(None).otherwise(pl.col("city")).alias("city"),
+    )
+
+
+def spec_text(steps: str, engine: str, extra: str = "") -> str:
+    return f"name: streamed\nengine: {engine}\n{SCHEMA}{extra}{steps}"
+
+
+def assert_frames_close(expected: pl.DataFrame, actual: pl.DataFrame, rel: float = 1e-12) -> None:
+    """Same columns, dtypes, nulls and non-float values; floats equal to ``rel`` (NaN and inf where expected)."""
+    assert actual.columns == expected.columns
+    assert actual.schema == expected.schema
+    assert actual.height == expected.height
+    for col in expected.columns:
+        e, a = expected[col], actual[col]
+        assert e.is_null().equals(a.is_null()), col
+        if e.dtype.is_float():
+            np.testing.assert_allclose(a.to_numpy(), e.to_numpy(), rtol=rel, atol=rel, err_msg=col)
+        else:
+            assert e.equals(a), col
+
+
+def prepflow_exe() -> str:
+    """The installed ``prepflow`` console script beside this interpreter."""
+    exe = Path(sys.executable).with_name("prepflow")
+    return str(exe) if exe.exists() else "prepflow"
+
+
+def cli(*args: Any, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [prepflow_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=180, check=False
+    )
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(TMP_PREFIX))
+
+
+# ---------------------------------------------------------------- streamed vs in memory, through the CLI
+
+
+@dataclass(frozen=True)
+class Runs:
+    folder: Path
+    streamed: dict[str, Any]  # report
+    memory: dict[str, Any]
+    fitted: dict[str, Any]  # the streamed run's artifact
+
+
+@pytest.fixture(scope="module", params=list(PIPELINES))
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """``prepflow run`` streamed and in memory, and ``prepflow apply`` of the streamed fit both ways."""
+    steps, engine = PIPELINES[request.param]
+    work = tmp_path_factory.mktemp(request.param)
+    make_input().write_parquet(work / "in.parquet")
+    (work / "spec.yaml").write_text(spec_text(steps, engine))
+    common = ("spec.yaml", "-i", "in.parquet", "-q")
+    for name, flag in (("s", None), ("m", "--no-streaming")):
+        res = cli("run", *common, "-o", f"{name}.parquet", "--fitted", f"{name}.json", "--report", f"{name}.r.json",
+                  *([flag] if flag else []), cwd=work)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    for name, flag in (("as", "--streaming"), ("am", "--no-streaming")):
+        res = cli("apply", "s.json", "-i", "in.parquet", "-o", f"{name}.parquet", "--report", f"{name}.r.json", flag,
+                  "-q", cwd=work)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    reports = {n: json.loads((work / f"{n}.r.json").read_text()) for n in ("s", "m")}
+    return Runs(work, reports["s"], reports["m"], json.loads((work / "s.json").read_text()))
+
+
+def quarantine(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path).sort(ROW)
+
+
+def test_streamed_run_has_the_same_rows_and_quarantine(runs: Runs) -> None:
+    """Expect: rows in/out/quarantined and the quarantine (sorted by __row) identical to the in-memory run."""
+    assert runs.streamed["rows"] == runs.memory["rows"]
+    assert runs.streamed["rows"]["in"] == N
+    assert runs.streamed["rows"]["quarantined"] >= 7  # 5 by the input schema, some by the outlier step
+    assert runs.streamed["quarantine"]["stages"] == runs.memory["quarantine"]["stages"]
+    assert runs.streamed["quarantine"]["reasons"] == runs.memory["quarantine"]["reasons"]
+    streamed, memory = (
+        quarantine(runs.folder / "s.quarantine.parquet"),
+        quarantine(runs.folder / "m.quarantine.parquet"),
+    )
+    assert streamed.equals(memory)
+    assert {10, 20, 700, 2_500, 2_950} <= set(streamed[ROW].to_list())  # early and late batches
+
+
+def test_streamed_run_output_equals_the_in_memory_output(runs: Runs) -> None:
+    """Expect: the same output, row for row, floats equal to 1e-12."""
+    assert_frames_close(pl.read_parquet(runs.folder / "m.parquet"), pl.read_parquet(runs.folder / "s.parquet"))
+
+
+def test_report_and_artifact_say_how_it_ran(runs: Runs) -> None:
+    """Expect: report engine.regime streaming with the reason and the fit method; the artifact
+    records the same fit method; the in-memory report says in_memory and why."""
+    engine = runs.streamed["engine"]
+    assert engine["regime"] == "streaming"
+    assert engine["reason"] == "engine.streaming: true in the spec"
+    assert engine["fit_method"] == {"regime": "streaming", "quantiles": "exact"}
+    assert runs.fitted["fit_method"] == engine["fit_method"]
+    assert runs.memory["engine"]["regime"] == "in_memory"
+    assert runs.memory["engine"]["reason"] == "--no-streaming on the command line"
+    assert runs.memory["engine"]["fit_method"] == {"regime": "in_memory", "quantiles": "exact"}
+    # the per-step metrics are summed over batches
+    assert [s["rows_in"] for s in runs.streamed["steps"]] == [s["rows_in"] for s in runs.memory["steps"]]
+    assert [s["rows_out"] for s in runs.streamed["steps"]] == [s["rows_out"] for s in runs.memory["steps"]]
+
+
+def test_streamed_apply_equals_in_memory_apply(runs: Runs) -> None:
+    """Expect: ``apply --streaming`` gives the in-memory apply's output and quarantine (same fitted artifact),
+    and with no augmentation that is also the run's output."""
+    streamed, memory = pl.read_parquet(runs.folder / "as.parquet"), pl.read_parquet(runs.folder / "am.parquet")
+    assert_frames_close(memory, streamed)
+    assert_frames_close(pl.read_parquet(runs.folder / "s.parquet"), streamed)
+    assert quarantine(runs.folder / "as.quarantine.parquet").equals(quarantine(runs.folder / "am.quarantine.parquet"))
+    report = json.loads((runs.folder / "as.r.json").read_text())
+    assert report["command"] == "apply"
+    assert report["engine"]["regime"] == "streaming"
+    assert report["engine"]["reason"] == "--streaming on the command line"
+
+
+# ---------------------------------------------------------------- formats, empty input, refusals
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    make_input().write_parquet(tmp_path / "in.parquet")
+    (tmp_path / "spec.yaml").write_text(spec_text(*PIPELINES["moments"]))
+    return tmp_path
+
+
+READERS = {".parquet": pl.read_parquet, ".csv": pl.read_csv, ".arrow": pl.read_ipc, ".ndjson": pl.read_ndjson}
+
+
+@pytest.mark.parametrize("ext", list(READERS))
+def test_every_output_format_round_trips_streamed(work: Path, ext: str) -> None:
+    """Expect: a streamed output in each format reads back equal to the in-memory output in that format
+    (one header in CSV, every batch present), and to the in-memory Parquet output's values."""
+    read = READERS[ext]
+    streamed = commands.run(work / "spec.yaml", work / "in.parquet", work / f"s{ext}", streaming=None)
+    memory = commands.run(work / "spec.yaml", work / "in.parquet", work / f"m{ext}", streaming=False)
+    assert streamed["engine"]["regime"] == "streaming"
+    assert streamed["rows"] == memory["rows"]
+    s, m = read(work / f"s{ext}"), read(work / f"m{ext}")
+    assert_frames_close(m, s)
+    assert s.height == streamed["rows"]["out"]
+    commands.run(work / "spec.yaml", work / "in.parquet", work / "ref.parquet", streaming=False)
+    ref = pl.read_parquet(work / "ref.parquet")
+    if ext == ".ndjson":  # JSON has no NaN: both regimes write null
+        ref = ref.with_columns(cs.float().fill_nan(None))
+    assert_frames_close(ref, s.cast(dict(ref.schema)))
+    assert temp_files(work) == []
+
+
+def test_empty_input_gives_an_empty_output_with_the_pipelines_columns(work: Path) -> None:
+    """Expect: 0 input rows streamed: exit 0, an output with 0 rows and the in-memory run's columns and dtypes."""
+    make_input().head(0).write_parquet(work / "empty.parquet")
+    res = cli("run", "spec.yaml", "-i", "empty.parquet", "-o", "s.parquet", "--report", "r.json", "-q", cwd=work)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((work / "r.json").read_text())
+    assert report["rows"] == {"in": 0, "out": 0, "quarantined": 0, "augmented": 0}
+    assert report["engine"]["regime"] == "streaming"
+    commands.run(work / "spec.yaml", work / "empty.parquet", work / "m.parquet", streaming=False)
+    streamed, memory = pl.read_parquet(work / "s.parquet"), pl.read_parquet(work / "m.parquet")
+    assert streamed.height == 0
+    assert streamed.schema == memory.schema
+    assert not (work / "s.quarantine.parquet").exists()
+
+
+def test_augmentation_cannot_run_streamed(work: Path) -> None:
+    """Expect: exit 2, one message naming the augmentation step and the way out; nothing written."""
+    steps = MOMENT_STEPS + "  - {kind: augment, method: oversample, ratio: 1.0, seed: 7}\n"
+    (work / "aug.yaml").write_text("target: c\n" + spec_text(steps, "{streaming: true}"))
+    res = cli("run", "aug.yaml", "-i", "in.parquet", "-o", "o.parquet", "--report", "r.json", cwd=work)
+    assert res.returncode == 2, res.stderr
+    assert "steps[6] (augment/oversample)" in res.stderr
+    assert "cannot run streamed" in res.stderr and "--no-streaming" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (work / "o.parquet").exists() and not (work / "r.json").exists()
+    assert temp_files(work) == []
+
+
+Memory = namedtuple("Memory", "total available percent used free")
+
+
+@pytest.mark.parametrize(("factor", "stream"), [(1.5, True), (2.5, False)])
+def test_streaming_auto_chooses_by_available_memory(
+    work: Path, monkeypatch: pytest.MonkeyPatch, factor: float, stream: bool
+) -> None:
+    """Expect: ``streaming: auto`` streams when the input's estimated size exceeds memory_fraction x available
+    (psutil's, monkeypatched to ``factor`` x the estimate), runs in memory otherwise, and the report says which
+    and why."""
+    available = int(factor * regime.estimated_bytes(work / "in.parquet"))
+    monkeypatch.setattr(regime.psutil, "virtual_memory", lambda: Memory(1 << 40, available, 0.0, 0, available))
+    (work / "auto.yaml").write_text(spec_text(MOMENT_STEPS, "{streaming: auto, memory_fraction: 0.5}"))
+    report = commands.run(work / "auto.yaml", work / "in.parquet", work / "o.parquet")
+    reason = report["engine"]["reason"]
+    assert report["engine"]["regime"] == ("streaming" if stream else "in_memory")
+    assert reason.startswith("engine.streaming: auto: the input's estimated in-memory size")
+    assert ("exceeds" if stream else "is within") in reason
+    assert f"0.5 x {available / (1 << 20):.0f} MB available" in reason
+    assert report["engine"]["fit_method"]["regime"] == report["engine"]["regime"]
+    fitted = commands.fit(work / "auto.yaml", work / "in.parquet", work / "f.json")
+    assert fitted["engine"]["regime"] == report["engine"]["regime"]
+
+
+def test_failure_in_a_late_batch_leaves_nothing_behind(work: Path) -> None:
+    """Expect: an output schema failing only in the 7th batch (id >= 2500) exits 1 and leaves no output,
+    quarantine, fitted artifact or report, no ``.prepflow-tmp-*`` file, and no spill file in TMPDIR,
+    although earlier batches were written and the input schema had quarantined rows."""
+    extra = "output:\n  schema:\n    columns:\n      id: {dtype: Int64, checks: {lt: 2500}}\n"
+    (work / "late.yaml").write_text(spec_text(MOMENT_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}}}", extra))
+    tmpdir = work / "tmpdir"
+    tmpdir.mkdir()
+    before = sorted(p.name for p in work.iterdir())
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    res = cli("run", "late.yaml", "-i", "in.parquet", "-o", "o.parquet", "--fitted", "f.json", "--report", "r.json",
+              "--quarantine", "q.parquet", cwd=work, env=env)  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    assert "output schema" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in work.iterdir()) == before
+    assert temp_files(work) == []
+    assert list(tmpdir.iterdir()) == []
+
+
+# ---------------------------------------------------------------- memory: the fit streams
+
+ROWS_BIG = 4_000_000
+GENERATE = """
+import sys
+import numpy as np, polars as pl, pyarrow.parquet as pq
+path, rows, chunk = sys.argv[1], int(sys.argv[2]), 500_000
+rng = np.random.default_rng(0)
+writer = None
+for start in range(0, rows, chunk):
+    n = min(chunk, rows - start)
+    df = pl.DataFrame({f"f{i}": rng.normal(10 * i, 1 + i, n) for i in range(10)}).with_columns(
+        pl.when(pl.lit(rng.random(n) < 0.05)).then(None).otherwise(pl.col(f"f{i}")).alias(f"f{i}") for i in range(10)
+    )
+    table = df.to_arrow()
+    writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+    writer.write_table(table)
+writer.close()
+"""
+FIT = """
+import sys
+from pipelines import commands
+commands.fit(sys.argv[1], sys.argv[2], sys.argv[3], streaming=sys.argv[4] == "stream")
+"""
+IMPORTS = "import pipelines.commands, pipelines.streaming, transforms"
+MEMORY_SPEC = """\
+engine: {streaming: true, chunk_rows: 250000}
+steps:
+  - {kind: impute, method: median, columns: {dtype: float}}
+  - {kind: outliers, method: iqr, k: 1.5, action: clip, columns: {dtype: float}}
+  - {kind: scale, method: robust, columns: {dtype: float}}
+"""
+
+
+class PeakRSS:
+    """Run a command; sample the peak RSS of its process tree (psutil, every 20 ms) until it exits."""
+
+    def __init__(self, cmd: list[str], cwd: Path) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.peak = 0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        ps = psutil.Process(self.proc.pid)
+        while not self._done.is_set():
+            total = 0
+            try:
+                for p in [ps, *ps.children(recursive=True)]:
+                    total += p.memory_info().rss
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            self._done.wait(0.02)
+
+    def wait(self) -> tuple[float, float]:
+        """(peak MB, seconds); fails on a non-zero exit."""
+        _, err = self.proc.communicate(timeout=300)
+        seconds = time.perf_counter() - self.started
+        self._done.set()
+        self._sampler.join()
+        assert self.proc.returncode == 0, err.decode()[-2000:]
+        return self.peak / 2**20, seconds
+
+
+@dataclass(frozen=True)
+class Peaks:
+    imports: float  # MB: the interpreter with prepflow imported
+    streamed: float
+    memory: float
+    streamed_s: float
+    memory_s: float
+    table: float  # MB: the table's Float64 values in memory
+    batch: float  # MB: one batch of chunk_rows rows
+    fitted: dict[str, Any]
+
+    def __str__(self) -> str:
+        return (
+            f"imports {self.imports:.0f} MB; streamed fit {self.streamed:.0f} MB ({self.streamed_s:.0f} s); "
+            f"in-memory fit {self.memory:.0f} MB ({self.memory_s:.0f} s); table {self.table:.0f} MB; "
+            f"batch {self.batch:.0f} MB"
+        )
+
+
+@pytest.fixture(scope="module")
+def peaks(tmp_path_factory: pytest.TempPathFactory) -> Peaks:
+    """Generate 4M x 10 Float64 with nulls (in a subprocess, in chunks), then fit streamed and in memory, each in
+    its own subprocess, one after the other."""
+    root = Path(__file__).resolve().parents[2]
+    work = tmp_path_factory.mktemp("memory")
+    data, spec = work / "big.parquet", work / "spec.yaml"
+    spec.write_text(MEMORY_SPEC)
+    subprocess.run([sys.executable, "-c", GENERATE, str(data), str(ROWS_BIG)], check=True, cwd=root, timeout=300)
+    imports, _ = PeakRSS([sys.executable, "-c", IMPORTS], root).wait()
+    fit = [sys.executable, "-c", FIT, str(spec), str(data)]
+    streamed_mb, streamed_s = PeakRSS([*fit, str(work / "s.json"), "stream"], root).wait()
+    memory_mb, memory_s = PeakRSS([*fit, str(work / "m.json"), "memory"], root).wait()
+    return Peaks(
+        imports, streamed_mb, memory_mb, streamed_s, memory_s, table=ROWS_BIG * 10 * 8 / 2**20,
+        batch=250_000 * 10 * 8 / 2**20, fitted=json.loads((work / "s.json").read_text()),
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_streamed_fit_peak_memory_is_well_below_the_in_memory_fit(peaks: Peaks) -> None:
+    """Expect: fitting median impute -> IQR clip -> robust scale streamed (KLL sketches, chunk_rows 250k) on
+    4M x 10 Float64 (305 MB of values) peaks below 0.6x the in-memory fit, which holds the table (> imports +
+    table). A streamed fit that materialised the table (e.g. a Polars quantile, which holds its column even
+    on the streaming engine) would peak at about imports + table + the engine's read-ahead (~0.75x): the
+    bound tells them apart. Measured here (2 shared cores): streamed 450 MB, in memory 943 MB (0.48x)."""
+    assert peaks.fitted["fit_method"]["quantiles"] == "kll" and peaks.fitted["fit_rows"] == ROWS_BIG
+    print(peaks)
+    assert peaks.memory > peaks.imports + peaks.table, peaks  # the in-memory fit holds the table: the test can tell
+    assert peaks.streamed < 0.6 * peaks.memory, peaks
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipelines/streaming.py claims 'Peak memory is a few batches (engine.chunk_rows) ... whatever the input "
+    "size', but transforms/chunked.py batches() (lf.collect_batches) lets Polars read far ahead of the Python "
+    "consumer (KLL updates): at chunk_rows=250k (19 MB batches) the fit peaks ~350 MB above imports on 4M rows, "
+    "more than the whole 305 MB table, growing with input size (1M: +172, 2M: +240, 4M: +346, 8M: +443 MB)",
+)
+def test_streamed_fit_peak_memory_is_a_few_batches(peaks: Peaks) -> None:
+    """Expect (the documented bound): the streamed fit peaks within 8 batches of the interpreter's RSS after
+    imports, and below half the table, whatever the input size."""
+    print(peaks)
+    assert peaks.streamed - peaks.imports < min(8 * peaks.batch, 0.5 * peaks.table), peaks
