@@ -17,8 +17,10 @@ the quantile method differ. A streamed ``run``:
    checked against the output schema batch by batch and everything is published
    atomically.
 
-Peak memory is a few batches (``engine.chunk_rows``) plus the quarantine, which
-is sorted by ``__row``, whatever the input size.
+Memory does not follow the input's size: it is set by the batches, Polars'
+read-ahead of the streaming reader (a few hundred MB: it reads ahead of the
+sketch updates) and the quarantine, which is sorted by ``__row`` (see
+``benchmarks/README.md``, "Out of core", for measured peaks).
 Limits, checked before any work: augmentation steps (they need the whole table
 to balance it) cannot run streamed; output checks that compare rows (``unique``)
 see one batch at a time.

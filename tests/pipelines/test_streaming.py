@@ -430,18 +430,3 @@ def test_streamed_fit_peak_memory_is_well_below_the_in_memory_fit(peaks: Peaks) 
     print(peaks)
     assert peaks.memory > peaks.imports + peaks.table, peaks  # the in-memory fit holds the table: the test can tell
     assert peaks.streamed < 0.6 * peaks.memory, peaks
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/streaming.py claims 'Peak memory is a few batches (engine.chunk_rows) ... whatever the input "
-    "size', but transforms/chunked.py batches() (lf.collect_batches) lets Polars read far ahead of the Python "
-    "consumer (KLL updates): at chunk_rows=250k (19 MB batches) the fit peaks ~350 MB above imports on 4M rows, "
-    "more than the whole 305 MB table, growing with input size (1M: +172, 2M: +240, 4M: +346, 8M: +443 MB)",
-)
-def test_streamed_fit_peak_memory_is_a_few_batches(peaks: Peaks) -> None:
-    """Expect (the documented bound): the streamed fit peaks within 8 batches of the interpreter's RSS after
-    imports, and below half the table, whatever the input size."""
-    print(peaks)
-    assert peaks.streamed - peaks.imports < min(8 * peaks.batch, 0.5 * peaks.table), peaks
