@@ -10,19 +10,25 @@ missing values, unit mix-ups, 10 % positives).
 
 The search space is a discretised ``search:`` block (every parameter a small choice), so that
 the exhaustive grid (Optuna's ``BruteForceSampler``) can enumerate it; random search
-(``RandomSampler``), pure TPE (``TPESampler``) and the hybrid strategy (NSGA-II, then
-multivariate TPE, with pruning and patience) search the same space with a budget of 20 % of the
-grid's size, for several seeds. Every strategy scores plans with the same leakage-free 3-fold
+(``RandomSampler``), pure TPE (``TPESampler``) and the hybrid strategy as shipped (Sobol QMC,
+then multivariate TPE warm-started from it, with pruning and patience: see
+``pipelines.optimize.strategy``) search the same space with a budget of 20 % of the grid's
+size, for several seeds. Every strategy scores plans with the same leakage-free 3-fold
 CV (``pipelines.optimize.objective``), on the same folds, so a plan has one score whoever
 samples it: each (plan, fold) is computed once and served from a cache after that (the grid
 computes them all first). The hybrid also runs once on the continuous space (ranges instead of
 choices, the way ``prepflow optimize`` is used) with real evaluations.
 
 Reported per dataset: the CV score of the default plan (median impute + standard scale), the
-grid's best, the best score each strategy reaches within its budget, and the number of trials
-(pruned and failed ones included) each strategy needs to reach 98 % of the grid's best.
+grid's best, the best score each strategy reaches within its budget, the number of trials
+(pruned, failed and repeated ones included) each strategy needs to reach 98 % of the grid's
+best, and in how many runs the hybrid gets there within 20 % of the grid's size. A trial
+counts as one evaluation even when the objective served it from an earlier trial with the same
+plan (``repeat_of``) or pruned it after one fold, so the count is an upper bound on the
+cross-validations the hybrid actually ran; the median number of such hybrid trials is
+reported too.
 
-Run (about 10 minutes on an idle 2-core machine)::
+Run (about 15 minutes on an idle 2-core machine; each dataset's grid is most of it)::
 
     .venv/bin/python benchmarks/optimizer.py             # all datasets, 5 seeds
     .venv/bin/python benchmarks/optimizer.py --quick     # wine only, 2 seeds
@@ -50,6 +56,7 @@ from threadpoolctl import threadpool_limits
 from pipelines.optimize import Strategy, parse_search
 from pipelines.optimize import strategy as strategies
 from pipelines.optimize.objective import (
+    REPEAT_ATTR,
     Evaluation,
     FoldResult,
     Objective,
@@ -194,13 +201,18 @@ def trials_to_reach(history: list[float | None], threshold: float) -> int | None
 
 def run_search(
     problem: Problem, space: SearchSpace, name: str, seed: int, budget: int, evaluator: Any
-) -> list[float | None]:
-    """One strategy run; random and TPE are plain Optuna (no pruning), the hybrid as shipped."""
+) -> tuple[list[float | None], int]:
+    """One strategy run (random and TPE: plain Optuna, no pruning; the hybrid as shipped).
+
+    Returns the history and the number of trials not fully cross-validated (pruned or repeated).
+    """
     plan = Strategy(name="hybrid") if name == "hybrid" else Strategy(name=name, prune=False)  # type: ignore[arg-type]
     study = optuna.create_study(direction="maximize", pruner=strategies.make_pruner(plan, 1))
     objective = Objective(problem, space, prune=plan.prune, evaluator=evaluator)
     strategies.run(study, objective, strategy=plan, n_trials=budget, seed=seed)
-    return study_history(study)
+    trials = study.get_trials(deepcopy=False)
+    saved = sum(REPEAT_ATTR in t.user_attrs or t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    return study_history(study), saved
 
 
 def run_grid(problem: Problem, space: SearchSpace, evaluator: Any) -> list[float | None]:
@@ -244,14 +256,15 @@ def bench(name: str, seeds: list[int], *, continuous: bool = True) -> dict[str, 
     for strat in ("random", "tpe", "hybrid"):
         runs = [run_search(problem, space, strat, seed, budget, cache) for seed in seeds]
         row[strat] = {
-            "best": [best(h) for h in runs],
-            "to_98": [trials_to_reach(h, threshold) for h in runs],
-            "trials": [len(h) for h in runs],
+            "best": [best(h) for h, _ in runs],
+            "to_98": [trials_to_reach(h, threshold) for h, _ in runs],
+            "trials": [len(h) for h, _ in runs],
+            "saved": [r for _, r in runs],
         }
     if continuous:
         real = parse_search(search_block(classification, continuous=True))
         counter = Cache()
-        h = run_search(problem, real, "hybrid", seeds[0], budget, counter)
+        h, _ = run_search(problem, real, "hybrid", seeds[0], budget, counter)
         row["hybrid_continuous"] = {
             "best": best(h),
             "to_98": trials_to_reach(h, threshold),
@@ -287,25 +300,33 @@ def report(rows: list[dict[str, Any]]) -> str:
         "",
         "Trials to reach 98 % of the grid's best: median over seeds (max); budget = 20 % of the grid",
         "",
-        "| dataset | grid size | budget | random | TPE | hybrid | hybrid-cont | hybrid trials run |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | grid size | budget | random | TPE | hybrid | hybrid runs within 20 % | hybrid-cont "
+        "| hybrid trials run (pruned or repeated) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    met = runs = 0
     for r in rows:
         cont = r.get("hybrid_continuous", {})
+        ok = sum(_within(v, r) for v in r["hybrid"]["to_98"])
+        met, runs = met + ok, runs + len(r["hybrid"]["to_98"])
         lines.append(
             f"| {r['dataset']} | {r['grid_size']} | {r['budget']} | {_median(r['random']['to_98'])} | "
-            f"{_median(r['tpe']['to_98'])} | {_median(r['hybrid']['to_98'])} | "
-            f"{cont.get('to_98', '-') or 'not'} | {statistics.median(r['hybrid']['trials']):g} |"
+            f"{_median(r['tpe']['to_98'])} | {_median(r['hybrid']['to_98'])} | {ok} of {len(r['hybrid']['to_98'])} | "
+            f"{cont.get('to_98', '-') or 'not'} | {statistics.median(r['hybrid']['trials']):g} "
+            f"({statistics.median(r['hybrid'].get('saved', [0])):g}) |"
         )
     beats = all(min(r["hybrid"]["best"]) > r["default"] for r in rows)
-    reach = all(all(v is not None and v <= 0.2 * r["grid_size"] for v in r["hybrid"]["to_98"]) for r in rows)
     lines += [
         "",
         f"target: hybrid beats the default plan on every dataset and seed: {'MET' if beats else 'NOT MET'}",
         f"target: hybrid reaches 98 % of the grid's best within 20 % of the grid's evaluations: "
-        f"{'MET' if reach else 'NOT MET'}",
+        f"{'MET' if met == runs else 'NOT MET'} ({met} of {runs} runs)",
     ]
     return "\n".join(lines)
+
+
+def _within(to_98: int | None, row: dict[str, Any]) -> bool:
+    return to_98 is not None and to_98 <= SHARE * row["grid_size"]
 
 
 def main() -> None:

@@ -409,6 +409,8 @@ def _first_line(exc: BaseException) -> str:
 
 #: whether this Optuna records constraints from the objective (Trial.set_constraint, Optuna >= 5)
 SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+#: user attribute of a trial served from an earlier trial with the same plan (its number)
+REPEAT_ATTR = "repeat_of"
 
 
 def constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -428,6 +430,13 @@ class Objective:
     the running mean score after each fold but the last, and stops trials the pruner finds
     clearly worse (pruning needs a single objective). ``phase`` is written to each trial.
     ``evaluator`` replaces :func:`evaluate` (the benchmark serves repeated plans from a cache).
+
+    **Repeated plans.** In a space of choices the samplers often propose a plan the study has
+    already scored (TPE keeps returning to its best region). Such a trial (same parameters as
+    a complete trial of the study) is not cross-validated again: it takes the earlier trial's
+    values and measurements and records ``repeat_of`` (``reuse=False`` turns this off). It is
+    still a finished trial, so it counts toward ``--trials`` and the patience windows. Pruned
+    and failed plans are evaluated again.
     """
 
     def __init__(
@@ -438,12 +447,14 @@ class Objective:
         objectives: Sequence[str] = ("score",),
         prune: bool = True,
         evaluator: Callable[..., Evaluation] | None = None,
+        reuse: bool = True,
     ) -> None:
         self.problem = problem
         self.space = space
         self.objectives = tuple(objectives)
         self.prune = prune and len(self.objectives) == 1
         self.evaluator = evaluator or evaluate
+        self.reuse = reuse
         self.phase = ""
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
@@ -451,6 +462,9 @@ class Objective:
         trial.set_user_attr("phase", self.phase)
         plan = self.space.sample(trial)
         trial.set_user_attr("steps", plan)
+        earlier = self._earlier(trial) if self.reuse else None
+        if earlier is not None:
+            return self._repeat(trial, earlier, started)
         try:
             steps = build_steps(plan, where=f"trial {trial.number}")
         except SpecError as exc:
@@ -475,6 +489,28 @@ class Objective:
         values = {"score": ev.score, "time": ev.seconds}
         out = tuple(values[o] for o in self.objectives)
         return out[0] if len(out) == 1 else out
+
+    def _earlier(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """The first complete trial of the study with the same parameters (the same plan), if any."""
+        params = trial.params
+        done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        same = [t for t in done if t.number != trial.number and t.params == params and t.values]
+        return min(same, key=lambda t: t.number) if same else None
+
+    def _repeat(
+        self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial, started: float
+    ) -> float | tuple[float, ...]:
+        """Serve a repeated plan from the earlier trial that scored it."""
+        for key in ("fold_scores", "seconds", "rows_dropped", "constraints"):
+            if key in earlier.user_attrs:
+                trial.set_user_attr(key, earlier.user_attrs[key])
+        trial.set_user_attr("seconds_trial", time.perf_counter() - started)
+        trial.set_user_attr(REPEAT_ATTR, earlier.number)
+        if SET_CONSTRAINT:
+            for key, value in (earlier.user_attrs.get("constraints") or {}).items():
+                trial.set_constraint(key, value)
+        values = tuple(float(v) for v in earlier.values)
+        return values[0] if len(values) == 1 else values
 
     def _record(self, trial: optuna.Trial, ev: Evaluation, started: float) -> None:
         trial.set_user_attr("fold_scores", ev.scores)

@@ -4,6 +4,8 @@
 ``trials.parquet`` with an empty rank). Feasible trials (every constraint met) come first, by
 mean score (ties: faster, then earlier); infeasible trials follow, by total constraint
 violation and then score, so they are kept but never chosen while a feasible trial exists.
+A trial that repeated an earlier trial's plan (served from it, not re-scored: its ``repeat_of``
+column names the earlier trial) ties with it and ranks after it.
 
 **Several objectives** (``--objectives score,time``): the Pareto front is taken over the
 feasible complete trials (higher score, fewer seconds per fold). The chosen trade-off is the
@@ -32,7 +34,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
-from pipelines.optimize.objective import SET_CONSTRAINT, constraints_of, feasible
+from pipelines.optimize.objective import REPEAT_ATTR, SET_CONSTRAINT, constraints_of, feasible
 
 PARAM_PREFIX = "param:"
 CONSTRAINT_PREFIX = "constraint:"
@@ -128,6 +130,7 @@ def trials_frame(study: optuna.Study, *, multi: bool = False, tradeoff: float = 
         "seconds_trial": [t.user_attrs.get("seconds_trial") for t in trials],
         "rows_dropped": [t.user_attrs.get("rows_dropped") for t in trials],
         "error": [t.user_attrs.get("error") for t in trials],
+        "repeat_of": [t.user_attrs.get(REPEAT_ATTR) for t in trials],
         "steps": [json.dumps(t.user_attrs["steps"]) if "steps" in t.user_attrs else None for t in trials],
         "started": [t.datetime_start for t in trials],
         "duration_s": [t.duration.total_seconds() if t.duration else None for t in trials],
@@ -144,6 +147,7 @@ def trials_frame(study: optuna.Study, *, multi: bool = False, tradeoff: float = 
         "seconds_trial": pl.Float64(),
         "rows_dropped": pl.Float64(),
         "error": pl.String(),
+        "repeat_of": pl.Int64(),
         "steps": pl.String(),
         "started": pl.Datetime("us"),
         "duration_s": pl.Float64(),

@@ -449,3 +449,48 @@ def test_timeout_stops_the_study(work: Path, data: pl.DataFrame) -> None:
     raw = yaml.safe_load((work / "spec.yaml").read_text())
     result = run_study(raw, data, _settings(trials=500, timeout=0.5))
     assert result.summary.reason == "timeout" and 1 <= result.summary.finished < 500
+
+
+def test_repeated_plans_are_served_from_the_study_not_scored_again(data: pl.DataFrame) -> None:
+    from pipelines.optimize.objective import Objective, make_problem
+
+    space = parse_search({"search": {"steps": [{"kind": "scale", "method": {"choice": ["standard", "robust"]}}]}})
+    problem = make_problem(data.drop("city"), "label", folds=2)
+    calls: list[str] = []
+
+    def counting(problem: Any, steps: Any, **kw: Any) -> Any:
+        calls.append(repr(list(steps)))
+        return evaluate(problem, steps, **kw)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(Objective(problem, space, evaluator=counting), n_trials=8)
+    assert len(calls) == len(set(calls)) == 2  # two plans in the space: each cross-validated once
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 6
+    for t in repeats:
+        first = study.trials[t.user_attrs["repeat_of"]]
+        assert first.params == t.params and first.values == t.values
+        assert t.user_attrs["fold_scores"] == first.user_attrs["fold_scores"]
+
+
+def test_the_pruner_prunes_only_the_bottom_quarter_from_the_second_fold() -> None:
+    """From fold 2 on, a trial is pruned below the 25th percentile of earlier trials (not the 75th)."""
+    from pipelines.optimize import strategy
+
+    study = optuna.create_study(direction="maximize", pruner=strategy.make_pruner(Strategy(), 1))
+    for value in range(8):  # earlier trials scored 0..7 after the first and the second fold
+        trial = study.ask()
+        trial.report(float(value), step=0)
+        trial.report(float(value), step=1)
+        study.tell(trial, float(value))
+
+    def pruned(value: float, step: int) -> bool:
+        trial = study.ask()
+        trial.report(value, step=step)
+        out = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return out
+
+    assert not pruned(-100.0, 0)  # one fold is not enough to judge
+    assert pruned(1.0, 1) and not pruned(3.0, 1) and not pruned(4.5, 1)
+    assert not strategy.make_pruner(Strategy(), 2).prune(study, study.trials[0])  # no pruning with 2 objectives
