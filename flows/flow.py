@@ -17,6 +17,7 @@ are filled from the flow run's scheduled start, in the spec's schedule timezone.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
 import time
 import zoneinfo
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import opaque
 
-from flows import tasks
+from flows import frames, tasks
 from pipelines import phases
 from pipelines.errors import UsageError
 from pipelines.flow_spec import FlowSettings, FlowSpec, Mode, pipeline_part, render_path
@@ -50,10 +51,16 @@ class Job:
     settings: FlowSettings = field(default_factory=FlowSettings)
     name: str | None = None
 
-    @property
-    def io_options(self) -> dict[str, Any]:
-        """Retry options of the IO tasks."""
-        return {"retries": self.settings.retries, "retry_delay_seconds": self.settings.retry_delay_seconds}
+    def io_task(self, task: Task) -> Task:
+        """``task`` (an IO task) with the retry options of this job's spec."""
+        delays = self.settings.retry_delay_seconds
+        return _with_retries(task, self.settings.retries, tuple(delays) if isinstance(delays, list) else delays)
+
+
+@functools.cache
+def _with_retries(task: Task, retries: int, delays: float | tuple[float, ...]) -> Task:
+    """One copy of ``task`` per retry setting (``with_options`` reads the task's source, so it is not free)."""
+    return task.with_options(retries=retries, retry_delay_seconds=list(delays) if isinstance(delays, tuple) else delays)
 
 
 def plan(
@@ -153,17 +160,20 @@ def preprocess(
     )
     logger.info("prepflow %s %s: %s on %s", __version__, job.mode, job.spec or job.fitted, job.input)
     with tempfile.TemporaryDirectory(prefix="prepflow-run-") as run_dir:
-        result = _run(job, run_dir, started)
+        try:
+            result = _run(job, run_dir, started)
+        finally:
+            frames.release(run_dir)
     return result
 
 
 def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
     logger = get_run_logger()
-    load_input = tasks.load_input.with_options(**job.io_options)
-    write_outputs = tasks.write_outputs.with_options(**job.io_options)
+    load_input = job.io_task(tasks.load_input)
+    write_outputs = job.io_task(tasks.write_outputs)
     if job.mode == "apply":
         assert job.fitted is not None
-        document = tasks.read_fitted.with_options(**job.io_options)(job.fitted)
+        document = job.io_task(tasks.read_fitted)(job.fitted)
         edges, edges_source = document["fitted"]["spec"], job.fitted
     else:
         assert job.raw is not None and job.spec is not None
@@ -171,14 +181,21 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
     stream, why = phases.choose_regime(phases.engine_settings(edges, edges_source), job.input)
     if stream:
         logger.info("streaming: %s", why)
-        result = tasks.streamed.with_options(**job.io_options)(job.mode, job.spec, job.fitted, job.input, job.outputs)
-        tasks.publish(result, None, job.name or edges.get("name"))
+        result = job.io_task(tasks.streamed)(job.mode, job.spec, job.fitted, job.input, job.outputs)
+        tasks.publish(opaque(result), None, job.name or edges.get("name"))
         return result
-    loaded = load_input(job.input, edges, edges_source, run_dir)
+    loaded = load_input(job.input, opaque(edges), edges_source, run_dir)
     fit_seconds = 0.0
     if job.mode != "apply":
-        fit = tasks.fit if job.settings.cache else tasks.fit.with_options(cache_policy=NO_CACHE, persist_result=False)
-        state = fit(job.spec, loaded["clean"], loaded["fingerprint"], _spec_hash(job.raw), return_state=True)
+        fit = tasks.fit if job.settings.cache else _fit_without_cache()
+        state = fit(
+            job.spec,
+            loaded["clean"],
+            loaded["fingerprint"],
+            _spec_hash(job.raw),
+            raw=opaque(job.raw),
+            return_state=True,
+        )
         document = state.result()
         if state.name == "Cached":
             logger.info("fit: reusing the cached fit of this input and spec (nothing changed since)")
@@ -188,15 +205,15 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
         assert job.fitted is not None
         pipeline = tasks.restore(document, job.raw)
         result = phases.fit_report(pipeline, loaded["rows"], Path(job.fitted), reason=why)
-        write_outputs({}, quote(document), job.raw, job.fitted, None, None)
+        write_outputs({}, opaque(document), opaque(job.raw), job.fitted, None, None)
     else:
         assert job.outputs is not None
         transformed = tasks.transform(
-            quote(document),
-            job.raw,
+            opaque(document),
+            opaque(job.raw),
             edges_source,
-            loaded,
-            job.outputs,
+            opaque(loaded),
+            opaque(job.outputs),
             run_dir,
             train=job.mode == "run",
             command=job.mode,
@@ -211,15 +228,21 @@ def _run(job: Job, run_dir: str, started: float) -> dict[str, Any]:
         else:
             result.update(fitted=job.fitted, input=job.input, seconds=seconds)
         write_outputs(
-            transformed["frames"],
-            quote(document) if job.mode == "run" else None,
-            job.raw,
+            opaque(transformed["frames"]),
+            opaque(document) if job.mode == "run" else None,
+            opaque(job.raw),
             job.outputs.get("fitted"),
-            result,
+            opaque(result),
             job.outputs.get("report"),
         )
-    tasks.publish(result, loaded, job.name or edges.get("name"))
+    tasks.publish(opaque(result), opaque(loaded), job.name or edges.get("name"))
     return result
+
+
+@functools.cache
+def _fit_without_cache() -> Task:
+    """The fit task for specs with ``flow: {cache: false}``: no cache key, no persisted result."""
+    return tasks.fit.with_options(cache_policy=NO_CACHE, persist_result=False)
 
 
 def _spec_hash(raw: dict[str, Any] | None) -> str:

@@ -1,16 +1,31 @@
-"""The run folder: intermediate frames as Arrow IPC files, and input fingerprints for the fit cache.
+"""The run folder: frames handed from task to task, and input fingerprints for the fit cache.
 
-Tasks hand each other paths, never frames. A frame saved here is read back
-exactly as it was: the same buffers, down to the bytes under null values (which
-Parquet does not keep, and which an ``.arrow`` output writes as they are), and
-the same chunk layout (Polars reduces floats chunk by chunk, so a mean over 3
-chunks and over 1 can differ in the last bit). So the flow's numbers and output
-bytes are those of ``prepflow run``.
+Tasks hand each other paths, never frames: :func:`save` puts a frame under a
+path of the run folder, :func:`load` gets it back. ``preprocess`` calls its
+tasks (it does not submit them), so they all run in the flow's process, and
+there the frame is handed on in memory: :func:`load` returns the very object
+that was saved, with the buffers and chunk layout ``prepflow run`` would have,
+and nothing is read back from disk. :func:`release` lets go of a run folder's
+frames when the run ends.
+
+The folder still holds what a task in another process would need. A frame that
+cannot be read again from the input (the rows that passed the input schema, the
+frames to write) is written there by :func:`save`, as Arrow IPC with its chunk
+layout beside it, and read back exactly as it was: the same buffers, down to the
+bytes under null values (which Parquet does not keep, and which an ``.arrow``
+output writes as they are), and the same chunk layout (Polars reduces floats
+chunk by chunk, so a mean over 3 chunks and over 1 can differ in the last bit).
+The input itself is never copied: :func:`save_source` writes only the name of
+the file it was read from and that file's fingerprint; :func:`load` reads the
+file again, and fails if it has changed since.
 
 >>> import tempfile, pathlib, polars as pl
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> df = pl.concat([pl.DataFrame({"x": [1.0, 2.0]}), pl.DataFrame({"x": [3.0]})], rechunk=False)
->>> load(save(df, d / "f.arrow"))["x"].chunk_lengths()
+>>> load(save(df, d / "f.arrow")) is df
+True
+>>> release(d)
+>>> load(d / "f.arrow")["x"].chunk_lengths()
 [2, 1]
 >>> len(fingerprint(d / "f.arrow"))
 64
@@ -22,29 +37,61 @@ import glob
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import polars as pl
 
+from pipelines import io
+
 SMALL_FILE = 64 * 2**20
 SAMPLE = 2**20
 PARQUET_MAGIC = b"PAR1"
+
+_held: dict[str, pl.DataFrame] = {}
+_lock = threading.Lock()
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    return os.path.abspath(path)
 
 
 def _layout_path(path: str | os.PathLike[str]) -> Path:
     return Path(f"{path}.layout.json")
 
 
-def save(df: pl.DataFrame, path: str | os.PathLike[str]) -> str:
-    """Write ``df`` (Arrow IPC) with its chunk layout beside it; returns the path."""
-    single = all(df[name].n_chunks() == 1 for name in df.columns)
-    df.write_ipc(path, record_batch_size=max(df.height, 1) if single else None)
-    _layout_path(path).write_text(json.dumps({name: df[name].chunk_lengths() for name in df.columns}))
+def _hold(df: pl.DataFrame, path: str | os.PathLike[str]) -> str:
+    with _lock:
+        _held[_key(path)] = df
     return str(path)
 
 
+def save(df: pl.DataFrame, path: str | os.PathLike[str]) -> str:
+    """Write ``df`` (Arrow IPC) with its chunk layout beside it, and hold it for this process; returns the path."""
+    single = all(df[name].n_chunks() == 1 for name in df.columns)
+    df.write_ipc(path, record_batch_size=max(df.height, 1) if single else None)
+    _layout_path(path).write_text(json.dumps({name: df[name].chunk_lengths() for name in df.columns}))
+    return _hold(df, path)
+
+
+def save_source(df: pl.DataFrame, path: str | os.PathLike[str], source: str, fingerprint: str) -> str:
+    """Hold ``df``, read from ``source``, under ``path``; the file there only names the source and its fingerprint."""
+    Path(path).write_text(json.dumps({"source": source, "fingerprint": fingerprint}))
+    return _hold(df, path)
+
+
 def load(path: str | os.PathLike[str]) -> pl.DataFrame:
-    """Read a frame written by :func:`save`, with the chunk layout it had."""
+    """The frame saved under ``path``: the one held in this process, else read back as it was saved.
+
+    A frame saved by :func:`save_source` and no longer held is read again from
+    its source file, which must still have the fingerprint it had.
+    """
+    with _lock:
+        held = _held.get(_key(path))
+    if held is not None:
+        return held
+    if _is_source(path):
+        return _read_source(path)
     df = pl.read_ipc(path)
     layout = json.loads(_layout_path(path).read_text()) if _layout_path(path).exists() else {}
     if not df.width:
@@ -52,9 +99,32 @@ def load(path: str | os.PathLike[str]) -> pl.DataFrame:
     return pl.DataFrame([_chunked(df[name], layout.get(name)) for name in df.columns])
 
 
+def release(folder: str | os.PathLike[str]) -> None:
+    """Let go of the frames held for the paths under ``folder`` (their files stay)."""
+    prefix = os.path.join(_key(folder), "")
+    with _lock:
+        for key in [k for k in _held if k.startswith(prefix)]:
+            del _held[key]
+
+
 def scan(path: str | os.PathLike[str]) -> pl.LazyFrame:
-    """A lazy scan of a saved frame (for counts and summaries; the layout does not matter there)."""
-    return pl.scan_ipc(path)
+    """A lazy scan of a frame written by :func:`save` (for counts and summaries; the layout does not matter there)."""
+    with _lock:
+        held = _held.get(_key(path))
+    return held.lazy() if held is not None else pl.scan_ipc(path)
+
+
+def _is_source(path: str | os.PathLike[str]) -> bool:
+    """A note of :func:`save_source` (``.json``), as opposed to a frame written by :func:`save` (``.arrow``)."""
+    return Path(path).suffix == ".json"
+
+
+def _read_source(path: str | os.PathLike[str]) -> pl.DataFrame:
+    note = json.loads(Path(path).read_text())
+    df = io.read(note["source"])
+    if fingerprint(note["source"]) != note["fingerprint"]:
+        raise OSError(f"{note['source']}: changed since this run read it")
+    return df
 
 
 def _chunked(series: pl.Series, lengths: list[int] | None) -> pl.Series:

@@ -1,9 +1,12 @@
 """Prefect tasks: the engine's phases, one task each, handing on paths and small dicts.
 
-Frames never travel between tasks: each phase reads its frames from the run
-folder (:mod:`flows.frames`) and writes what the next phase needs back to it.
-The fitted pipeline travels as plain JSON (``quote``-d by the flow, so that
-Prefect does not walk a large one looking for futures).
+Frames never travel between tasks as parameters or results: each phase saves
+what the next one needs under a path of the run folder and hands on the path
+(:mod:`flows.frames`: in the flow's process, the frame itself is handed on in
+memory; only what cannot be read again from the input is written).
+The fitted pipeline travels as plain JSON. The flow wraps the dicts it hands
+on in ``opaque``: Prefect still links a task to the task whose result it gets
+(the run graph), but does not walk every key and list looking for futures.
 
 * ``load and validate input``, ``read fitted`` and ``write outputs`` do the IO:
   they retry with backoff (``flow.retries`` / ``flow.retry_delay_seconds`` in the
@@ -34,7 +37,8 @@ from flows import artifacts, frames
 from pipelines import engine, io, phases
 from pipelines.errors import DataError
 from pipelines.flow_spec import load as load_spec
-from pipelines.spec import parse_edges
+from pipelines.flow_spec import pipeline_part
+from pipelines.spec import PipelineSpec, parse_edges, parse_spec
 from pipelines.validation import ROW, Validated
 from transforms._version import __version__
 from transforms.errors import PrepflowError
@@ -87,8 +91,9 @@ def _stat(path: str) -> tuple[int, int] | None:
 def load_input(input: str, edges: dict[str, Any], edges_source: str, run_dir: str) -> dict[str, Any]:
     """Read the input, fingerprint it, check it against the input schema in ``edges`` (the spec).
 
-    The input goes to the run folder as read; with a schema, so do the clean rows,
-    their positions in the input and the quarantined rows. Returns those paths,
+    The input is handed on as read (:func:`frames.save_source`: never copied);
+    with a schema, the clean rows, their positions in the input and the
+    quarantined rows are saved to the run folder. Returns those paths,
     the row counts and the failures per column and check. A schema-level failure,
     or any invalid row under ``on_invalid_rows: fail``, raises
     :class:`~pipelines.errors.DataError`, which is never retried.
@@ -104,7 +109,7 @@ def load_input(input: str, edges: dict[str, Any], edges_source: str, run_dir: st
     seconds = time.perf_counter() - started
     run = Path(run_dir)
     loaded: dict[str, Any] = {
-        "path": frames.save(df, run / "input.arrow"),
+        "path": frames.save_source(df, run / "input.json", input, fingerprint),
         "rows": df.height,
         "fingerprint": fingerprint,
         "seconds": seconds,
@@ -148,18 +153,26 @@ def _failure_counts(failures: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 @task(name="fit", cache_policy=FIT_CACHE, result_serializer="json")
-def fit(spec: str, clean: str, fingerprint: str, spec_hash: str) -> dict[str, Any]:
+def fit(spec: str, clean: str, fingerprint: str, spec_hash: str, raw: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit the spec's pipeline on the clean rows; returns the fitted pipeline as plain JSON.
 
     ``fingerprint`` and ``spec_hash`` are the cache key (see :func:`fit_cache_key`):
     a later run on unchanged input and spec reuses this result without fitting.
+    ``raw`` is the spec as the flow read it from the file ``spec`` (the one
+    ``spec_hash`` was computed from); without it, the file is read again.
     """
-    pipeline_spec, _ = load_spec(spec)
-    fitted = engine.fit(pipeline_spec, frames.load(clean))
+    fitted = engine.fit(pipeline_spec(spec, raw), frames.load(clean))
     run_logger().info(
         "fitted %d step(s) in %d group(s), %.2f s", len(fitted.steps), len(fitted.fit_seconds), sum(fitted.fit_seconds)
     )
     return fitted_document(fitted)
+
+
+def pipeline_spec(source: str, raw: dict[str, Any] | None = None) -> PipelineSpec:
+    """The pipeline spec of the file ``source``, parsed from ``raw`` (its content) when given, as ``load`` would."""
+    if raw is None:
+        return load_spec(source)[0]
+    return replace(parse_spec(pipeline_part(raw), source=source), raw=dict(raw))
 
 
 def fitted_document(fitted: FittedPipeline) -> dict[str, Any]:

@@ -27,7 +27,8 @@ def test_tasks_chained_by_hand_write_what_the_cli_writes(loans: tuple[Path, Path
         document = tasks.fit.fn(job.spec, loaded["clean"], loaded["fingerprint"], "hash")
         done = tasks.transform.fn(document, job.raw, job.spec, loaded, job.outputs, run, train=True, command="run")
         written = tasks.write_outputs.fn(done["frames"], document, job.raw, job.outputs["fitted"], None, None)
-        assert all(Path(run, name).exists() for name in ("input.arrow", "clean.arrow", "out-0.arrow"))
+        assert all(Path(run, name).exists() for name in ("input.json", "clean.arrow", "out-0.arrow"))
+        frames.release(run)
     assert (tmp_path / "flow.parquet").read_bytes() == (tmp_path / "cli.parquet").read_bytes()
     assert (tmp_path / "flow.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
     assert done["report"]["rows"] == expected["rows"]
@@ -41,8 +42,9 @@ def test_tasks_chained_by_hand_write_what_the_cli_writes(loans: tuple[Path, Path
 def test_an_input_without_a_schema_goes_on_unchecked(tmp_path: Path) -> None:
     pl.DataFrame({"x": [1.0, None, 3.0]}).write_csv(tmp_path / "in.csv")
     loaded = tasks.load_input.fn(str(tmp_path / "in.csv"), {"steps": []}, "spec.yaml", str(tmp_path))
-    assert loaded["schema"] is False and loaded["clean"] == loaded["path"] == str(tmp_path / "input.arrow")
+    assert loaded["schema"] is False and loaded["clean"] == loaded["path"] == str(tmp_path / "input.json")
     assert (loaded["rows"], loaded["quarantine"], loaded["failures"]) == (3, None, [])
+    frames.release(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -92,16 +94,44 @@ def test_spec_hash_ignores_orchestration_keys(spec_with) -> None:
     assert scheduled.raw is not None and scheduled.raw["flow"] == {"retries": 5}
 
 
+def test_fit_parses_the_spec_the_flow_read_without_reading_the_file_again(spec_with) -> None:
+    from pipelines.flow_spec import load
+
+    job = plan(str(spec_with("flow: {retries: 5}\n")), "in.csv", "out.parquet")
+    assert job.spec is not None and job.raw is not None
+    expected = load(job.spec)[0]
+    Path(job.spec).unlink()
+    assert tasks.pipeline_spec(job.spec, job.raw) == expected
+
+
 def test_frames_keep_chunk_layout_and_bytes_under_nulls(tmp_path: Path) -> None:
     a = pl.DataFrame({"x": [1.5, 2.5, 3.5], "s": ["a", None, "c"]})
     df = pl.concat([a, a.with_columns(pl.col("x") * 2)], rechunk=False).with_columns(
         pl.when(pl.col("x") > 3).then(None).otherwise(pl.col("x")).alias("y")
     )
-    back = frames.load(frames.save(df, tmp_path / "f.arrow"))
-    assert back.equals(df)
+    path = frames.save(df, tmp_path / "f.arrow")
+    assert frames.load(path) is df, "handed on in memory within the process"
+    frames.release(tmp_path)
+    back = frames.load(path)
+    assert back is not df and back.equals(df)
     assert [back[c].chunk_lengths() for c in back.columns] == [df[c].chunk_lengths() for c in df.columns]
     assert back["y"].to_arrow().buffers()[1] == df["y"].to_arrow().buffers()[1]
     assert frames.scan(tmp_path / "f.arrow").select(pl.len()).collect().item() == 6
+
+
+def test_an_input_no_longer_held_is_read_again_unless_it_changed(tmp_path: Path) -> None:
+    data = tmp_path / "in.parquet"
+    pl.DataFrame({"x": [1.0, 2.0, None]}).write_parquet(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    loaded = tasks.load_input.fn(str(data), {"steps": []}, "spec.yaml", str(run))
+    held = frames.load(loaded["path"])
+    frames.release(run)
+    again = frames.load(loaded["path"])
+    assert again is not held and again.equals(held)
+    pl.DataFrame({"x": [5.0]}).write_parquet(data)
+    with pytest.raises(OSError, match="changed since this run read it"):
+        frames.load(loaded["path"])
 
 
 def test_fingerprint_follows_content_and_mtime(tmp_path: Path) -> None:
