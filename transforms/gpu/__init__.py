@@ -10,5 +10,5 @@
 - :mod:`transforms.gpu.execute`: apply a fitted pipeline segment by segment.
 
 CuPy is the optional extra ``prepflow[gpu]``; nothing here imports it unless a device is used.
-See ``transforms/gpu/README.md``.
+See the "GPU backend (CuPy)" section of the README.
 """
