@@ -37,6 +37,7 @@ Run (about 15 minutes on an idle 2-core machine; each dataset's grid is most of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -57,6 +58,7 @@ from pipelines.optimize import Strategy, parse_search
 from pipelines.optimize import strategy as strategies
 from pipelines.optimize.objective import (
     REPEAT_ATTR,
+    CandidateError,
     Evaluation,
     FoldResult,
     Objective,
@@ -159,11 +161,31 @@ def load(name: str) -> tuple[pl.DataFrame, str, str, str]:
 
 
 class Cache:
-    """Each (plan, fold) is computed once; later trials of any strategy are served from here."""
+    """Each (plan, fold) is computed once; later trials of any strategy are served from here.
 
-    def __init__(self) -> None:
-        self.folds: dict[tuple[str, int], FoldResult | Exception] = {}
+    With ``path`` the results are kept in a JSON file (one per dataset), so a later run of the
+    benchmark (more seeds, another strategy) replays the searches without cross-validating
+    again. A failed fold is kept as its error message and raised again as ``CandidateError``.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.folds: dict[tuple[str, int], FoldResult | str] = {}
         self.computed = 0
+        if path is not None and path.is_file():
+            for key, k, got in json.loads(path.read_text()):
+                self.folds[(key, k)] = got if isinstance(got, str) else FoldResult(**got)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        rows = [
+            [key, k, got if isinstance(got, str) else dataclasses.asdict(got)] for (key, k), got in self.folds.items()
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(self.path)
 
     def __call__(
         self, problem: Problem, steps: Any, *, on_fold: Callable[[Evaluation], None] | None = None
@@ -176,10 +198,10 @@ class Cache:
                 try:
                     self.folds[(key, k)] = run_fold(problem, steps, tr, va)
                 except Exception as exc:
-                    self.folds[(key, k)] = exc
+                    self.folds[(key, k)] = f"{type(exc).__name__}: {exc}"
             got = self.folds[(key, k)]
-            if isinstance(got, Exception):
-                raise got
+            if isinstance(got, str):
+                raise CandidateError(got)
             done.append(got)
             if on_fold is not None:
                 on_fold(Evaluation(tuple(done)))
@@ -187,9 +209,17 @@ class Cache:
 
 
 def study_history(study: optuna.Study) -> list[float | None]:
-    """Per trial in order: the score of a complete trial, None for pruned or failed ones."""
+    """Per evaluation in order: the score of a complete trial, None for pruned or failed ones.
+
+    Trials served from an earlier trial with the same plan (``repeat_of``) are not evaluations
+    and are left out; a repeat never reaches a score first, so counts are unaffected otherwise.
+    """
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return [t.values[0] if t.state == optuna.trial.TrialState.COMPLETE else None for t in trials]
+    return [
+        t.values[0] if t.state == optuna.trial.TrialState.COMPLETE else None
+        for t in trials
+        if REPEAT_ATTR not in t.user_attrs and t.state != optuna.trial.TrialState.WAITING
+    ]
 
 
 def trials_to_reach(history: list[float | None], threshold: float) -> int | None:
@@ -201,18 +231,23 @@ def trials_to_reach(history: list[float | None], threshold: float) -> int | None
 
 def run_search(
     problem: Problem, space: SearchSpace, name: str, seed: int, budget: int, evaluator: Any
-) -> tuple[list[float | None], int]:
+) -> tuple[list[float | None], dict[str, int]]:
     """One strategy run (random and TPE: plain Optuna, no pruning; the hybrid as shipped).
 
-    Returns the history and the number of trials not fully cross-validated (pruned or repeated).
+    Returns the history (evaluations only) and how many trials were pruned, repeats served from
+    the study, and neighbours enqueued by the local refinement.
     """
     plan = Strategy(name="hybrid") if name == "hybrid" else Strategy(name=name, prune=False)  # type: ignore[arg-type]
     study = optuna.create_study(direction="maximize", pruner=strategies.make_pruner(plan, 1))
     objective = Objective(problem, space, prune=plan.prune, evaluator=evaluator)
     strategies.run(study, objective, strategy=plan, n_trials=budget, seed=seed)
     trials = study.get_trials(deepcopy=False)
-    saved = sum(REPEAT_ATTR in t.user_attrs or t.state == optuna.trial.TrialState.PRUNED for t in trials)
-    return study_history(study), saved
+    counts = {
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "repeats": sum(REPEAT_ATTR in t.user_attrs for t in trials),
+        "refined": sum(bool(t.user_attrs.get("refined")) and t.state.is_finished() for t in trials),
+    }
+    return study_history(study), counts
 
 
 def run_grid(problem: Problem, space: SearchSpace, evaluator: Any) -> list[float | None]:
@@ -232,15 +267,23 @@ def best(history: list[float | None]) -> float:
     return max(scores) if scores else float("nan")
 
 
-def bench(name: str, seeds: list[int], *, continuous: bool = True) -> dict[str, Any]:
+def bench(
+    name: str,
+    seeds: list[int],
+    *,
+    continuous: bool = True,
+    cache_dir: Path | None = None,
+    strategies_run: tuple[str, ...] = ("random", "tpe", "hybrid"),
+) -> dict[str, Any]:
     started = time.perf_counter()
     df, target, task, metric = load(name)
     problem = make_problem(df, target, task=task, metric=metric, folds=FOLDS, seed=0)
     classification = task == "classification"
     space = parse_search(search_block(classification, continuous=False))
-    cache = Cache()
+    cache = Cache(None if cache_dir is None else cache_dir / f"{name}_folds{FOLDS}.json")
     default = evaluate(problem, build_steps(DEFAULT_PLAN)).score
     grid = run_grid(problem, space, cache)
+    cache.save()
     grid_best = best(grid)
     budget = math.ceil(SHARE * len(grid))
     threshold = TARGET * grid_best if grid_best > 0 else grid_best / TARGET
@@ -253,13 +296,13 @@ def bench(name: str, seeds: list[int], *, continuous: bool = True) -> dict[str, 
         "grid_size": len(grid),
         "budget": budget,
     }
-    for strat in ("random", "tpe", "hybrid"):
+    for strat in strategies_run:
         runs = [run_search(problem, space, strat, seed, budget, cache) for seed in seeds]
         row[strat] = {
             "best": [best(h) for h, _ in runs],
             "to_98": [trials_to_reach(h, threshold) for h, _ in runs],
             "trials": [len(h) for h, _ in runs],
-            "saved": [r for _, r in runs],
+            **{k: [r[k] for _, r in runs] for k in ("pruned", "repeats", "refined")},
         }
     if continuous:
         real = parse_search(search_block(classification, continuous=True))
@@ -293,27 +336,30 @@ def report(rows: list[dict[str, Any]]) -> str:
         cont = r.get("hybrid_continuous", {}).get("best", float("nan"))
         lines.append(
             f"| {r['dataset']} | {r['metric']} | {r['rows']} | {r['default']:.4f} | {r['grid_best']:.4f} "
-            f"({r['grid_size']}) | {np.mean(r['random']['best']):.4f} | {np.mean(r['tpe']['best']):.4f} | "
-            f"{np.mean(r['hybrid']['best']):.4f} | {cont:.4f} |"
+            f"({r['grid_size']}) | {_mean_best(r, 'random')} | {_mean_best(r, 'tpe')} | "
+            f"{_mean_best(r, 'hybrid')} | {cont:.4f} |"
         )
     lines += [
         "",
-        "Trials to reach 98 % of the grid's best: median over seeds (max); budget = 20 % of the grid",
+        "Evaluations to reach 98 % of the grid's best: median over seeds, and runs that got there within",
+        "the budget (20 % of the grid); repeats served from the study are not evaluations",
         "",
-        "| dataset | grid size | budget | random | TPE | hybrid | hybrid runs within 20 % | hybrid-cont "
-        "| hybrid trials run (pruned or repeated) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | grid size | budget | random | TPE | hybrid | hybrid-cont "
+        "| hybrid per run: pruned / repeats served / refinement moves (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     met = runs = 0
     for r in rows:
         cont = r.get("hybrid_continuous", {})
         ok = sum(_within(v, r) for v in r["hybrid"]["to_98"])
         met, runs = met + ok, runs + len(r["hybrid"]["to_98"])
+        cells = [f"{_median(r[s]['to_98'])}, {_hits(r, s)}" if s in r else "-" for s in ("random", "tpe", "hybrid")]
+        counts = " / ".join(
+            f"{statistics.median(r['hybrid'].get(k) or [0]):g}" for k in ("pruned", "repeats", "refined")
+        )
         lines.append(
-            f"| {r['dataset']} | {r['grid_size']} | {r['budget']} | {_median(r['random']['to_98'])} | "
-            f"{_median(r['tpe']['to_98'])} | {_median(r['hybrid']['to_98'])} | {ok} of {len(r['hybrid']['to_98'])} | "
-            f"{cont.get('to_98', '-') or 'not'} | {statistics.median(r['hybrid']['trials']):g} "
-            f"({statistics.median(r['hybrid'].get('saved', [0])):g}) |"
+            f"| {r['dataset']} | {r['grid_size']} | {r['budget']} | {' | '.join(cells)} | "
+            f"{cont.get('to_98', '-') or 'not'} | {counts} |"
         )
     beats = all(min(r["hybrid"]["best"]) > r["default"] for r in rows)
     lines += [
@@ -323,6 +369,15 @@ def report(rows: list[dict[str, Any]]) -> str:
         f"{'MET' if met == runs else 'NOT MET'} ({met} of {runs} runs)",
     ]
     return "\n".join(lines)
+
+
+def _mean_best(row: dict[str, Any], strategy: str) -> str:
+    return f"{np.mean(row[strategy]['best']):.4f}" if strategy in row else "-"
+
+
+def _hits(row: dict[str, Any], strategy: str) -> str:
+    values = row[strategy]["to_98"]
+    return f"{sum(_within(v, row) for v in values)} of {len(values)}"
 
 
 def _within(to_98: int | None, row: dict[str, Any]) -> bool:
@@ -335,11 +390,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="wine only, 2 seeds")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep every (plan, fold) result in DIR/<dataset>_folds3.json and reuse it: a rerun replays "
+        "the searches without cross-validating again (delete DIR after changing the scoring code)",
+    )
+    parser.add_argument(
+        "--strategies", default="random,tpe,hybrid", help="searches to compare (the hybrid is always run)"
+    )
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--no-continuous", action="store_true", help="skip the hybrid run on the continuous space")
     args = parser.parse_args()
     names = ["wine"] if args.quick else args.datasets.split(",")
     if "clinic" in names and not (ROOT / "data_samples" / "clinic.csv").is_file():
         names.remove("clinic")
-    seeds = list(range(2 if args.quick else args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + (2 if args.quick else args.seeds)))
+    chosen = tuple(dict.fromkeys([*args.strategies.split(","), "hybrid"]))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows = []
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
@@ -347,7 +414,7 @@ def main() -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         for name in names:
-            row = bench(name, seeds)
+            row = bench(name, seeds, continuous=not args.no_continuous, cache_dir=args.cache, strategies_run=chosen)
             print(f"{name}: {row['seconds']:.0f} s", flush=True)
             rows.append(row)
     print(report(rows))

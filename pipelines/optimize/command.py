@@ -41,7 +41,14 @@ def optimize(
             "default roc_auc (roc_auc_ovr for several classes) or r2.",
         ),
     ] = None,
-    trials: Annotated[int, typer.Option("--trials", help="Trial budget of the whole study.")] = 100,
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials",
+            help="Evaluation budget of the whole study: plans cross-validated, pruned ones included. A plan "
+            "the study already scored is served from it and not counted (at most 3x this many trials in all).",
+        ),
+    ] = 100,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Stop starting trials after S seconds.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Trials run in parallel (threads).")] = 1,
     storage: Annotated[
@@ -70,7 +77,9 @@ def optimize(
     ] = "auto",
     patience: Annotated[
         int | None,
-        typer.Option("--patience", help="Stop after this many trials without improvement (default: trials/3, >= 15)."),
+        typer.Option(
+            "--patience", help="Stop after this many evaluations without improvement (default: half the budget, >= 20)."
+        ),
     ] = None,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Prune trials whose first folds score low.")] = True,
     tradeoff: Annotated[
@@ -131,7 +140,11 @@ def optimize(
 
 
 class _TrialProgress:
-    """A Rich progress bar over trials on a terminal; yields the per-trial callback (or None)."""
+    """A Rich progress bar over evaluations on a terminal; yields the per-trial callback (or None).
+
+    A trial served from an earlier one with the same plan (``repeat_of``) is not an evaluation
+    and does not advance the bar.
+    """
 
     def __init__(self, console: Console, total: int, quiet: bool) -> None:
         self.console, self.total, self.quiet = console, total, quiet
@@ -143,11 +156,13 @@ class _TrialProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+            TextColumn("evaluations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
         )
         self.bar.start()
         task = self.bar.add_task("trials", total=self.total)
-        return lambda _trial: self.bar.advance(task)
+        from pipelines.optimize.objective import REPEAT_ATTR
+
+        return lambda trial: None if REPEAT_ATTR in trial.user_attrs else self.bar.advance(task)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

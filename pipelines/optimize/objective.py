@@ -435,8 +435,8 @@ class Objective:
     already scored (TPE keeps returning to its best region). Such a trial (same parameters as
     a complete trial of the study) is not cross-validated again: it takes the earlier trial's
     values and measurements and records ``repeat_of`` (``reuse=False`` turns this off). It is
-    still a finished trial, so it counts toward ``--trials`` and the patience windows. Pruned
-    and failed plans are evaluated again.
+    not an evaluation: it counts neither toward ``--trials`` nor the patience windows (see
+    :mod:`pipelines.optimize.strategy`). Pruned and failed plans are evaluated again.
     """
 
     def __init__(

@@ -111,8 +111,14 @@ def _column(values: list[Any]) -> pl.Series:
 
 
 def trials_frame(study: optuna.Study, *, multi: bool = False, tradeoff: float = 0.01) -> pl.DataFrame:
-    """Every trial: state, phase, rank, scores, timings, constraints, parameters and the plan."""
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    """Every trial: state, phase, rank, scores, timings, constraints, parameters and the plan.
+
+    Trials still waiting (a neighbour the local refinement enqueued when the run stopped) are
+    left out; a resumed run evaluates them first.
+    """
+    trials = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING), key=lambda t: t.number
+    )
     ranked = rank_trials(trials, multi=multi, tradeoff=tradeoff)
     rank = {t.number: i + 1 for i, t in enumerate(ranked)}
     front = {t.number for t in pareto_front(trials)} if multi else set()
@@ -131,6 +137,7 @@ def trials_frame(study: optuna.Study, *, multi: bool = False, tradeoff: float = 
         "rows_dropped": [t.user_attrs.get("rows_dropped") for t in trials],
         "error": [t.user_attrs.get("error") for t in trials],
         "repeat_of": [t.user_attrs.get(REPEAT_ATTR) for t in trials],
+        "refined": [bool(t.user_attrs.get("refined", False)) for t in trials],
         "steps": [json.dumps(t.user_attrs["steps"]) if "steps" in t.user_attrs else None for t in trials],
         "started": [t.datetime_start for t in trials],
         "duration_s": [t.duration.total_seconds() if t.duration else None for t in trials],
@@ -148,6 +155,7 @@ def trials_frame(study: optuna.Study, *, multi: bool = False, tradeoff: float = 
         "rows_dropped": pl.Float64(),
         "error": pl.String(),
         "repeat_of": pl.Int64(),
+        "refined": pl.Boolean(),
         "steps": pl.String(),
         "started": pl.Datetime("us"),
         "duration_s": pl.Float64(),

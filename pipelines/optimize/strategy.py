@@ -17,7 +17,14 @@ picks ``nsga2`` there when the spec has constraints.)
 so a search that stops finding better plans early hands over early. *Improve* means: a
 feasible trial beats the best feasible score by more than ``min_delta`` (default 1e-4), or a
 trial is the first feasible one, or (while none is feasible) a trial has a smaller total
-constraint violation. Pruned, failed and repeated trials count as trials that did not improve.
+constraint violation. Pruned and failed trials count as trials that did not improve.
+
+**Budget: evaluations, not proposals.** The budget (``--trials``), the phase-1 share and the
+patience windows count *evaluations*: trials that cross-validated a plan (complete, pruned or
+failed). A trial whose plan the study already scored is served from it (``repeat_of``, see
+:class:`~pipelines.optimize.objective.Objective`); it costs no cross-validation and is not
+counted. So that a sampler that keeps repeating itself cannot run forever, a run ends
+(``exhausted``) after :data:`MAX_PROPOSED` times its budget in trials of any kind.
 
 The defaults (Sobol start, 40 % share, patience 8) were chosen on ``benchmarks/optimizer.py``'s
 cached grids (four datasets, 50 seeds each, budget 20 % of the grid, pruning off to compare the
@@ -33,7 +40,10 @@ cancer) where only 4 of the grid's 168 plans are within 98 % of its best; see
 
 **Phase 2, local.** ``TPESampler`` (multivariate, grouped for the conditional space,
 ``n_startup_trials=0``, with ``constant_liar`` when ``--jobs`` > 1) on the same study, so every
-phase-1 trial warm-starts it and it models from its first trial on.
+phase-1 trial warm-starts it and it models from its first trial on. When TPE proposes a plan
+already scored (its model has converged on a region), the next trial is a local move instead:
+an unseen neighbour of the best plans, one parameter changed (:mod:`pipelines.optimize.refine`;
+``refine=False`` turns it off).
 
 **Early stopping.** From the second fold on (so never with ``--folds 2``), a trial is pruned
 when its running mean score is below the 25th percentile of earlier trials at the same fold,
@@ -42,14 +52,14 @@ on; single objective only: Optuna cannot prune multi-objective trials). The firs
 is too noisy on small data: pruning after it cost the benchmark's wine runs 9 of 100 hits. A
 trial whose plan a complete trial already scored is served from that trial, not
 cross-validated again (see :class:`~pipelines.optimize.objective.Objective`). The study stops
-at ``--trials`` finished trials, at ``--timeout`` seconds, or when ``stop_patience`` trials in
+at ``--trials`` evaluations, at ``--timeout`` seconds, or when ``stop_patience`` evaluations in
 a row (default: half the budget, at least 20) did not improve the best score.
 
-**Resuming.** The phase lives in the study (``prepflow.phase`` user attribute), and the trial
-budget counts every finished trial of the study (complete, pruned or failed), so running the
-same command again on the same ``--storage`` continues where an interrupted run stopped. With
-an RDB storage Optuna's heartbeat marks trials of a killed process as failed after three
-minutes.
+**Resuming.** The phase lives in the study (``prepflow.phase`` user attribute), and the
+budget counts every evaluation finished in the study, so running the same command again on
+the same ``--storage`` continues where an interrupted run stopped (a neighbour the refinement
+had enqueued is evaluated first). With an RDB storage Optuna's heartbeat marks trials of a
+killed process as failed after three minutes.
 
 The other strategies (``tpe``, ``random``, ``qmc``, ``nsga2``) run one Optuna sampler for the
 whole budget, with the same pruner; they exist for comparison (``benchmarks/optimizer.py``).
@@ -68,13 +78,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipelines.errors import UsageError
-from pipelines.optimize.objective import SET_CONSTRAINT, CandidateError, Objective, constraints_of
+from pipelines.optimize.objective import REPEAT_ATTR, SET_CONSTRAINT, CandidateError, Objective, constraints_of
+from pipelines.optimize.refine import Refiner
 
 STRATEGIES = ("hybrid", "tpe", "random", "qmc", "nsga2")
 GLOBAL_SAMPLERS = ("auto", "qmc", "nsga2")
 PHASE_ATTR = "prepflow.phase"
 SWITCH_ATTR = "prepflow.switched_at"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: trials in all (repeats included) a run may finish, as a multiple of its evaluation budget
+MAX_PROPOSED = 3
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class Strategy:
     stop_patience: int | None = None
     min_delta: float = 1e-4
     prune: bool = True
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGIES:
@@ -116,20 +130,27 @@ class Strategy:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where the study stands: best key, trials since it improved, trials finished."""
+    """Where the study stands, in evaluations (trials not served as repeats) and in all trials.
+
+    ``finished``: evaluated trials (complete, pruned or failed, not repeats); ``since_best``:
+    evaluated trials in a row that did not improve the best; ``best``: the best rank key;
+    ``proposed``: every finished trial, repeats included.
+    """
 
     finished: int
     since_best: int
     best: tuple[int, float] | None
+    proposed: int = 0
 
 
 def progress(study: optuna.Study, min_delta: float = 0.0) -> Progress:
-    """Trials finished and how many in a row did not improve the best (see the module docstring)."""
+    """Evaluations finished and how many in a row did not improve the best (see the module docstring)."""
     trials = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+    evaluated = [t for t in trials if REPEAT_ATTR not in t.user_attrs]
     best: tuple[int, float] | None = None
     since = 0
-    for t in trials:
-        key = _rank_key(t)
+    for t in evaluated:
+        key = rank_key(t)
         improved = key is not None and (
             best is None or key[0] > best[0] or (key[0] == best[0] and key[1] > best[1] + min_delta)
         )
@@ -137,10 +158,10 @@ def progress(study: optuna.Study, min_delta: float = 0.0) -> Progress:
             best, since = key, 0
         else:
             since += 1
-    return Progress(finished=len(trials), since_best=since, best=best)
+    return Progress(finished=len(evaluated), since_best=since, best=best, proposed=len(trials))
 
 
-def _rank_key(t: FrozenTrial) -> tuple[int, float] | None:
+def rank_key(t: FrozenTrial) -> tuple[int, float] | None:
     """(1, score) for a feasible complete trial, (0, -violation) for an infeasible one, None otherwise."""
     if t.state != TrialState.COMPLETE or not t.values:
         return None
@@ -249,16 +270,20 @@ def run(
     seed: int = 0,
     on_trial: Callable[[FrozenTrial], None] | None = None,
 ) -> RunSummary:
-    """Run ``study`` until ``n_trials`` trials are finished in it, the timeout, or patience runs out."""
+    """Run ``study`` until ``n_trials`` evaluations are finished in it, the timeout, or patience runs out."""
     deadline = None if timeout is None else time.monotonic() + timeout
     start = progress(study).finished
     switched_at: int | None = None
     reason = "trials"
+    refiner = Refiner(objective.space, rank=rank_key, repeat_attr=REPEAT_ATTR, seed=seed)
     while True:
         p = progress(study, strategy.min_delta)
         remaining = n_trials - p.finished
         if remaining <= 0:
             reason = "trials"
+            break
+        if p.proposed >= MAX_PROPOSED * n_trials:
+            reason = "exhausted"  # the sampler keeps proposing plans already scored
             break
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
@@ -268,6 +293,7 @@ def run(
         if patience is not None and p.since_best >= patience:
             reason = "converged"
             break
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = []
         if strategy.name == "hybrid":
             phase = phase_of(study)
             if phase == "global" and switch_due(strategy, p, n_trials):
@@ -281,20 +307,22 @@ def run(
                 strategy.global_name(len(study.directions), constrained=constrained) if phase == "global" else "local"
             )
             sizing = strategy.global_budget(n_trials)
+            if phase == "local" and strategy.refine and len(study.directions) == 1:
+                callbacks.append(refiner)
         else:
             phase, budget, name, sizing = strategy.name, remaining, strategy.name, n_trials
         # a resumed run reseeds by the trials already done, so it does not replay the first run's draws
-        study.sampler = make_sampler(name, seed=seed + p.finished, n_trials=sizing, n_jobs=n_jobs)
+        study.sampler = make_sampler(name, seed=seed + p.proposed, n_trials=sizing, n_jobs=n_jobs)
         objective.phase = phase
         controller = _Controller(strategy, n_trials, phase)
-        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [controller]
+        callbacks.insert(0, controller)
         if on_trial is not None:
             callbacks.append(lambda _study, trial: on_trial(trial))
-        before = p.finished
+        before = p.proposed
         study.optimize(
             objective, n_trials=budget, timeout=left, n_jobs=n_jobs, callbacks=callbacks, catch=(CandidateError,)
         )
-        after = progress(study).finished
+        after = progress(study).proposed
         if controller.reason == "converged":
             reason = "converged"
             break
