@@ -20,18 +20,20 @@ computes them all first). The hybrid also runs once on the continuous space (ran
 choices, the way ``prepflow optimize`` is used) with real evaluations.
 
 Reported per dataset: the CV score of the default plan (median impute + standard scale), the
-grid's best, the best score each strategy reaches within its budget, the number of trials
-(pruned, failed and repeated ones included) each strategy needs to reach 98 % of the grid's
-best, and in how many runs the hybrid gets there within 20 % of the grid's size. A trial
-counts as one evaluation even when the objective served it from an earlier trial with the same
-plan (``repeat_of``) or pruned it after one fold, so the count is an upper bound on the
-cross-validations the hybrid actually ran; the median number of such hybrid trials is
-reported too.
+grid's best, the best score each strategy reaches within its budget, the number of
+*evaluations* each strategy needs to reach 98 % of the grid's best (median over seeds, a miss
+counting as the slowest) and in how many runs it gets there within 20 % of the grid's size.
+An evaluation is a trial that cross-validated a plan (complete, pruned after some folds, or
+failed); a trial the objective served from an earlier trial with the same plan
+(``repeat_of``) is not one, for any strategy (the budget of ``pipelines.optimize.strategy.run``
+counts evaluations the same way). The hybrid's pruned trials, served repeats and local moves
+per run are reported too.
 
 Run (about 15 minutes on an idle 2-core machine; each dataset's grid is most of it)::
 
     .venv/bin/python benchmarks/optimizer.py             # all datasets, 5 seeds
     .venv/bin/python benchmarks/optimizer.py --quick     # wine only, 2 seeds
+    .venv/bin/python benchmarks/optimizer.py --cache .benchmarks_cache/optimizer --seeds 100
 """
 
 from __future__ import annotations
@@ -319,10 +321,12 @@ def bench(
 
 
 def _median(values: list[int | None]) -> str:
-    reached = [v for v in values if v is not None]
-    if len(reached) < len(values):
-        return f"{statistics.median(reached) if reached else '-'} ({len(values) - len(reached)} not)"
-    return f"{statistics.median(reached):g} (max {max(reached)})"
+    """Median over every seed, a run that never got there counting as the slowest ("not")."""
+    ordered = sorted(values, key=lambda v: math.inf if v is None else v)
+    lower, upper = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+    if lower is None or upper is None:
+        return "not"
+    return f"{(lower + upper) / 2:g}"
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -341,8 +345,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         )
     lines += [
         "",
-        "Evaluations to reach 98 % of the grid's best: median over seeds, and runs that got there within",
-        "the budget (20 % of the grid); repeats served from the study are not evaluations",
+        "Evaluations to reach 98 % of the grid's best: median over seeds (a run that never got there counts",
+        "as the slowest), and the runs that got there within the budget (20 % of the grid); repeats served",
+        "from the study are not evaluations",
         "",
         "| dataset | grid size | budget | random | TPE | hybrid | hybrid-cont "
         "| hybrid per run: pruned / repeats served / refinement moves (median) |",
@@ -362,11 +367,13 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{cont.get('to_98', '-') or 'not'} | {counts} |"
         )
     beats = all(min(r["hybrid"]["best"]) > r["default"] for r in rows)
+    typical = all(2 * sum(_within(v, r) for v in r["hybrid"]["to_98"]) > len(r["hybrid"]["to_98"]) for r in rows)
     lines += [
         "",
         f"target: hybrid beats the default plan on every dataset and seed: {'MET' if beats else 'NOT MET'}",
-        f"target: hybrid reaches 98 % of the grid's best within 20 % of the grid's evaluations: "
-        f"{'MET' if met == runs else 'NOT MET'} ({met} of {runs} runs)",
+        f"target: hybrid reaches 98 % of the grid's best within 20 % of the grid's evaluations "
+        f"(median over seeds, every dataset): {'MET' if typical else 'NOT MET'}",
+        f"        in every single run: {'MET' if met == runs else 'NOT MET'} ({met} of {runs} runs)",
     ]
     return "\n".join(lines)
 
@@ -399,9 +406,13 @@ def main() -> None:
     parser.add_argument(
         "--strategies", default="random,tpe,hybrid", help="searches to compare (the hybrid is always run)"
     )
+    parser.add_argument("--report", type=Path, help="print the tables of an earlier run's --json file, run nothing")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed + seeds - 1")
     parser.add_argument("--no-continuous", action="store_true", help="skip the hybrid run on the continuous space")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
     names = ["wine"] if args.quick else args.datasets.split(",")
     if "clinic" in names and not (ROOT / "data_samples" / "clinic.csv").is_file():
         names.remove("clinic")
