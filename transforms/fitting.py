@@ -162,8 +162,9 @@ def subsampled(q: Quantiles) -> pl.Expr:
     x = q.expr
     if q.subsample is None:
         return x
-    picked = x.is_not_null().arg_true().sample(n=pl.min_horizontal(x.count(), q.subsample), seed=q.seed)
-    return x.gather(picked)
+    # the same rows as gathering a sample of the non-null positions (Series.sample draws the
+    # same relative positions from any series of that length), without a full-length index
+    return x.drop_nulls().sample(n=pl.min_horizontal(x.count(), q.subsample), seed=q.seed)
 
 
 def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float] | None:
