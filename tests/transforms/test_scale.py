@@ -487,3 +487,20 @@ def test_log_apply_nulls_invalid_values_and_reports_them():
     assert out[:2] == [None, None] and out[2] == np.log1p(-0.5) and out[3] is None and out[4] == INF
     assert np.isnan(out[5]) and out[6] is None
     assert new.select(**fitted.metrics(new.schema)).row(0, named=True) == {"invalid_log_input:x": 3}
+
+
+@pytest.mark.parametrize("n", [1, 50, 999, 5_000])
+def test_the_fit_subsample_is_a_seeded_sample_of_the_non_null_values(n: int) -> None:
+    """``drop_nulls().sample`` draws the very rows that sampling the non-null positions would."""
+    from transforms.base import Quantiles
+    from transforms.fitting import subsampled
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=3_001)
+    x[rng.random(x.size) < 0.3] = np.nan
+    frame = pl.DataFrame({"a": x}).with_columns(pl.col("a").fill_nan(None))
+    a = pl.col("a")
+    got = frame.select(subsampled(Quantiles(a, (0.5,), subsample=n, seed=11))).to_series()
+    positions = a.is_not_null().arg_true().sample(n=pl.min_horizontal(a.count(), n), seed=11)
+    assert got.equals(frame.select(a.gather(positions)).to_series())
+    assert got.len() == min(n, frame["a"].count()) and got.null_count() == 0
