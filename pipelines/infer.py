@@ -75,15 +75,16 @@ def infer_schema(df: pl.DataFrame, *, max_categories: int = 20, widen: float = 0
         checks: dict[str, Any] = {}
         lo, hi = stats.get(f"{c}\x1fmin"), stats.get(f"{c}\x1fmax")
         if lo is not None and hi is not None:
-            pad = (hi - lo) * widen
-            ge, le = lo - pad, hi + pad
-            if lo >= 0:
-                ge = max(ge, 0)
-            if dtype.is_integer():  # whole numbers the column's dtype can hold
+            if dtype.is_integer():  # whole numbers the column's dtype can hold, in exact int arithmetic
+                pad = math.ceil((hi - lo) * widen)  # beyond 2**53 a float bound would not contain the data
                 lo_int, hi_int = _int_bounds(dtype)
-                ge = lo_int if ge <= lo_int else max(math.floor(ge), lo_int)
-                le = hi_int if le >= hi_int else min(math.ceil(le), hi_int)
+                ge = max(lo - pad, 0 if lo >= 0 else lo_int, lo_int)
+                le = min(hi + pad, hi_int)
             else:
+                pad = (hi - lo) * widen
+                ge, le = lo - pad, hi + pad
+                if lo >= 0:
+                    ge = max(ge, 0)
                 ge, le = _round_out(ge, up=False), _round_out(le, up=True)
             checks = {"ge": ge, "le": le}
             if stats[f"{c}\x1f-inf"]:

@@ -359,3 +359,15 @@ def test_inferred_schema_validates_its_own_data(n: int, data: st.DataObject) -> 
     assert spec.input.schema_ is not None
     _, failures = validation.check(df, spec.input.schema_.compile())
     assert failures.height == 0, failures
+
+
+@pytest.mark.parametrize("values", [[9_007_199_254_740_993], [2**63 - 1, 2**62 + 1], [-(2**63), 5]])
+def test_inferred_integer_bounds_are_exact_beyond_2_to_the_53(values: list[int]) -> None:
+    """Integer bounds are computed in int arithmetic: a float bound would exclude 2**53 + 1 (found by hypothesis)."""
+    df = pl.DataFrame({"i": values}, schema={"i": pl.Int64})
+    checks = infer_schema(df)["columns"]["i"]["checks"]
+    assert checks["ge"] <= min(values) and checks["le"] >= max(values)
+    assert all(isinstance(v, int) for v in checks.values())
+    spec = parse_spec({"input": {"schema": infer_schema(df)}, "steps": [{"kind": "scale", "method": "standard"}]})
+    assert spec.input.schema_ is not None
+    assert validation.check(df, spec.input.schema_.compile())[1].height == 0
