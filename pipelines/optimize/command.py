@@ -130,8 +130,11 @@ def optimize(
         return
     out_console.print(outputs.top_table(result.trials, metric=result.problem.metric, n=top, title="best trials"))
     states = result.trials["state"].value_counts().sort("state").iter_rows()
+    repeats = result.trials["repeat_of"].is_not_null().sum()
+    served = f"; {repeats} repeated plan(s) served from the study" if repeats else ""
     err.print(
-        f"{result.summary.finished} trial(s) ({', '.join(f'{n} {s.lower()}' for s, n in states)}), "
+        f"{result.summary.finished} evaluation(s), {result.trials.height} trial(s) "
+        f"({', '.join(f'{n} {s.lower()}' for s, n in states)}{served}), "
         f"stopped by: {result.summary.reason}; best: trial {result.best.number}, "
         f"{result.problem.metric} {result.best.values[0]:.4f}",
         markup=False,
