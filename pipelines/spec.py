@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -107,23 +107,27 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     return parse_spec(read_yaml(path), source=str(path))
 
 
+def check_top_level(data: Any, keys: Sequence[str], *, source: str, needs: str) -> None:
+    """``data`` is a mapping of known top-level ``keys`` whose ``name``/``description``/``target`` are strings."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: a spec must be a mapping with {needs}, got {type(data).__name__}")
+    for key in data:
+        if key not in keys:
+            raise SpecError(
+                f"{source}: unknown top-level key '{key}'{did_you_mean(str(key), keys)}; known: {', '.join(keys)}"
+            )
+    for key in ("name", "description", "target"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise SpecError(f"{source}: '{key}' must be a string, got {_short(data[key])}")
+
+
 def parse_spec(data: Any, *, source: str = "<spec>") -> PipelineSpec:
     """Validate a spec given as plain data (the parsed YAML)."""
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: a spec must be a mapping with a 'steps' list, got {type(data).__name__}")
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            raise SpecError(
-                f"{source}: unknown top-level key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}; "
-                f"known: {', '.join(TOP_LEVEL_KEYS)}"
-            )
+    check_top_level(data, TOP_LEVEL_KEYS, source=source, needs="a 'steps' list")
     if "search" in data or "constraints" in data:
         from pipelines.optimize.space import parse_search  # the optimizer's block, checked here too
 
         parse_search(data, source=source)
-    for key in ("name", "description", "target"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise SpecError(f"{source}: '{key}' must be a string, got {_short(data[key])}")
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
         raise SpecError(f"{source}: 'steps' must be a non-empty list of steps (a pipeline needs at least one step)")

@@ -30,7 +30,7 @@ from pipelines.optimize import outputs, strategy
 from pipelines.optimize.objective import Objective, Problem, check_space, config_fingerprint, make_problem
 from pipelines.optimize.space import SearchSpace, parse_search
 from pipelines.optimize.strategy import RunSummary, Strategy
-from pipelines.spec import TOP_LEVEL_KEYS, parse_edges, parse_spec, read_yaml
+from pipelines.spec import TOP_LEVEL_KEYS, check_top_level, parse_edges, parse_spec, read_yaml
 from transforms.errors import did_you_mean
 
 PathLike = str | os.PathLike[str]
@@ -41,17 +41,7 @@ CONFIG_ATTR = "prepflow.config"
 
 def check_spec(data: Any, *, source: str = "<spec>") -> SearchSpace:
     """Validate an optimizer spec (plain keys as ``prepflow run`` does, plus ``search``/``constraints``)."""
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: a spec must be a mapping with a 'search' block, got {type(data).__name__}")
-    for key in data:
-        if key not in SPEC_KEYS:
-            raise SpecError(
-                f"{source}: unknown top-level key '{key}'{did_you_mean(str(key), SPEC_KEYS)}; "
-                f"known: {', '.join(SPEC_KEYS)}"
-            )
-    for key in ("name", "description", "target"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise SpecError(f"{source}: '{key}' must be a string, got {data[key]!r}")
+    check_top_level(data, SPEC_KEYS, source=source, needs="a 'search' block")
     plain = {k: v for k, v in data.items() if k not in ("search", "constraints")}
     if plain.get("steps") is not None:
         parse_spec(plain, source=source)
