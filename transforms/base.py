@@ -126,7 +126,7 @@ class FitPlan:
     columns it reads); added or removed columns are found from ``output_schema``.
     ``output_schema`` is None when the step's output columns are only known after
     fitting (one-hot), and ``changes_rows`` is true for steps that drop or add
-    rows; both end a fit group.
+    rows; both end a fit group. ``fills`` declares constant fills (see the field).
     """
 
     finish: Callable[[FitData], Fitted]
@@ -136,6 +136,11 @@ class FitPlan:
     queries: Mapping[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = field(default_factory=dict)
     changes_rows: bool = False
     writes: tuple[str, ...] | None = None
+    #: column -> key of one of ``aggregates``: the step writes the column back with its null
+    #: and NaN values replaced by that aggregate's value and nothing else changed (same dtype,
+    #: +/-inf kept). The in-memory fit engine then fits a later quantile step on those
+    #: columns in the same group, from the raw column (:mod:`transforms.filled`).
+    fills: Mapping[str, str] = field(default_factory=dict)
 
 
 class Step(BaseModel):

@@ -204,4 +204,11 @@ class SimpleImputer(ImputeStep):
         probe = {c: constants.get(c) for c in cols}
         dtypes = {c: _out_dtype(self.strategy, schema[c], probe[c]) for c in cols}
         out = output_schema(schema, cols, dtypes, add_indicator=self.add_indicator, step=self.label)
-        return FitPlan(finish=finish, reads=cols, output_schema=out, aggregates=aggs)
+        # a Float64 column filled with its median or mean only has its holes filled: declared,
+        # so that a quantile step after this one is fitted in the same pass (transforms.filled)
+        fills = {
+            c: c
+            for c in cols
+            if self.strategy in ("median", "mean") and schema[c] == pl.Float64 and out.get(c) == pl.Float64
+        }
+        return FitPlan(finish=finish, reads=cols, output_schema=out, aggregates=aggs, fills=fills)

@@ -1,0 +1,96 @@
+"""Fused fit groups: a quantile step after a median/mean imputer is fitted from the raw columns.
+
+The in-memory engine fits ``impute -> robust scale`` (or ``-> IQR clip``) in one group, the
+later step's quantiles derived from the raw column's order statistics
+(:mod:`transforms.filled`). The fitted state must be identical to fitting group by group.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from transforms import IQROutliers, QuantileScaler, RobustScaler, SimpleImputer, StandardScaler
+from transforms.filled import quantiles_of
+from transforms.fitting import _collect, fit_steps
+
+
+def _frame(n: int, seed: int) -> pl.DataFrame:
+    """Nulls and NaN (half each), +inf, ties, a constant and an all-missing column."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {}
+    for i in range(4):
+        x = rng.normal(size=n) * 10.0**i
+        if i % 2:
+            x = np.round(x)
+        x[rng.random(n) < 0.1] = np.nan
+        data[f"f{i}"] = x
+    data["inf"] = np.where(rng.random(n) < 0.1, np.inf, rng.normal(size=n))
+    data["const"] = np.full(n, 3.0)
+    data["empty"] = np.full(n, np.nan)
+    df = pl.DataFrame(data)
+    half = pl.int_range(pl.len()) % 2 == 0
+    return df.with_columns([pl.when(half).then(pl.col(c).fill_nan(None)).otherwise(pl.col(c)) for c in df.columns])
+
+
+PIPELINES = {
+    "median->robust": [SimpleImputer(strategy="median"), RobustScaler()],
+    "mean->robust(10,90)": [SimpleImputer(strategy="mean"), RobustScaler(quantile_range=(10.0, 90.0))],
+    "median->iqr->robust": [SimpleImputer(strategy="median"), IQROutliers(action="clip"), RobustScaler()],
+    "median+indicator->iqr": [SimpleImputer(strategy="median", add_indicator=True), IQROutliers(k=3.0)],
+    "median(2 cols)->robust": [SimpleImputer(strategy="median", columns=["f0", "f1"]), RobustScaler()],
+    "median->quantile": [SimpleImputer(strategy="median"), QuantileScaler(n_quantiles=10, subsample=10)],
+}
+FUSED = set(PIPELINES) - {"median->quantile"}
+
+
+def _state(result: Any) -> str:
+    return json.dumps([f.to_dict() for f in result.fitted], sort_keys=True)
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1_001])
+def test_fused_groups_fit_exactly_what_separate_groups_fit(name: str, n: int) -> None:
+    steps = PIPELINES[name]
+    df = _frame(n, seed=n)
+    fused = fit_steps(steps, df.lazy(), target=None)
+    separate = fit_steps(steps, df.lazy(), target=None, collect=lambda plans, lf, i, done: _collect(list(plans), lf))
+    assert _state(fused) == _state(separate)
+    assert (fused.groups[1] == 0) == (name in FUSED)  # the quantile step joined the imputer's group
+    assert separate.groups[1] == 1
+
+
+def test_only_quantile_requests_on_filled_columns_are_fused() -> None:
+    """Moments after a fill are not derived (a standard scaler starts a new group)."""
+    steps = [SimpleImputer(strategy="median"), StandardScaler()]
+    assert fit_steps(steps, _frame(50, seed=2).lazy(), target=None).groups == (0, 1)
+
+
+def test_a_column_the_later_step_reads_but_the_imputer_did_not_fill_is_not_fused() -> None:
+    steps = [SimpleImputer(strategy="median", columns=["f0"]), IQROutliers(columns=["f0", "f1"])]
+    df = _frame(50, seed=3)
+    assert fit_steps(steps, df.lazy(), target=None).groups == (0, 0)  # f1 is not written: no conflict
+    steps = [SimpleImputer(strategy="most_frequent", columns=["f0"]), RobustScaler(columns=["f0"])]
+    assert fit_steps(steps, df.lazy(), target=None).groups == (0, 1)  # a mode fill is not declared
+
+
+def test_quantiles_of_filled_multisets_match_numpy_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(600):
+        n = int(rng.integers(0, 300))
+        a = rng.normal(size=n)
+        if trial % 3 == 0:
+            a = np.round(a * 2)  # ties, and values equal to the fill
+        k = int(rng.integers(0, 400))
+        probs = tuple(float(p) for p in rng.choice([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, rng.random()], 3))
+        got = quantiles_of(a.copy(), {"m": (0.5,)}, {"q": (probs, k, lambda done: done["m"][0] if done["m"] else None)})
+        if n == 0:
+            assert got == {"m": None, "q": None}
+            continue
+        median = float(np.quantile(a, 0.5))
+        assert got["m"] == [median]
+        assert got["q"] == [float(q) for q in np.quantile(np.concatenate([a, np.full(k, median)]), probs)]
