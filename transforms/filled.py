@@ -32,19 +32,23 @@ import numpy as np
 Filled = tuple[Sequence[float], int, Callable[[Mapping[str, list[float] | None]], Any]]
 
 
-def _lerp(a: float, b: float, v: np.float64, j: int) -> float:
-    """NumPy's ``_lerp`` between order statistics ``j`` (``a``) and ``j + 1`` (``b``) at index ``v``."""
+def order_quantile(stat: Callable[[int], Any], size: int, p: float) -> float:
+    """``np.quantile(values, p, method="linear")`` from ``stat(i)``, the ``i``-th order statistic of ``size`` values.
+
+    NumPy's virtual index ``(size - 1) p`` and its ``_lerp``, exactly (``size`` > 0).
+
+    >>> ordered = [1.0, 2.0, 4.0]
+    >>> order_quantile(ordered.__getitem__, 3, 0.75) == float(np.quantile(ordered, 0.75))
+    True
+    """
+    v = np.float64(size - 1) * np.float64(p)
+    j = math.floor(v)
+    if v >= size - 1:
+        return float(stat(size - 1))
+    a, b = np.float64(stat(j)), np.float64(stat(j + 1))
     gamma = v - np.float64(j)
-    diff = np.float64(b) - np.float64(a)
-    return float(np.float64(b) - diff * (1 - gamma)) if gamma >= 0.5 else float(np.float64(a) + diff * gamma)
-
-
-def _floors(size: int, probs: Sequence[float]) -> list[tuple[np.float64, int]]:
-    out = []
-    for p in probs:
-        v = np.float64(size - 1) * np.float64(p)
-        out.append((v, min(math.floor(v), size - 1)))
-    return out
+    diff = b - a
+    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
 
 
 def quantiles_of(
@@ -58,11 +62,9 @@ def quantiles_of(
     n = values.size
     ranks: set[int] = set()
     for probs in plain.values():
-        for _, j in _floors(n, probs):
-            ranks |= {j, j + 1}
+        ranks |= {r for p in probs for j in [_floor(n, p)] for r in (j, j + 1)}
     for probs, k, _ in filled.values():
-        for _, j in _floors(n + k, probs):
-            ranks |= {j, j + 1, j - k, j + 1 - k}
+        ranks |= {r for p in probs for j in [_floor(n + k, p)] for r in (j, j + 1, j - k, j + 1 - k)}
     wanted = sorted(r for r in ranks if 0 <= r < n)
     part = np.partition(values, wanted) if wanted else values
 
@@ -71,11 +73,11 @@ def quantiles_of(
 
     done: dict[str, list[float] | None] = {}
     for key, probs in plain.items():
-        done[key] = None if n == 0 else [_quantile(stat, n, v, j) for v, j in _floors(n, probs)]
+        done[key] = None if n == 0 else [order_quantile(stat, n, p) for p in probs]
     for key, (probs, k, fill_of) in filled.items():
         fill = fill_of(done)
         if fill is None or k == 0:
-            done[key] = None if n == 0 else [_quantile(stat, n, v, j) for v, j in _floors(n, probs)]
+            done[key] = None if n == 0 else [order_quantile(stat, n, p) for p in probs]
             continue
         m = float(fill)
         below, equal = int(np.count_nonzero(values < m)), int(np.count_nonzero(values == m))
@@ -85,11 +87,10 @@ def quantiles_of(
                 return stat(i)
             return m if i < top + k else stat(i - k)
 
-        done[key] = [_quantile(combined, n + k, v, j) for v, j in _floors(n + k, probs)]
+        done[key] = [order_quantile(combined, n + k, p) for p in probs]
     return done
 
 
-def _quantile(stat: Callable[[int], float], size: int, v: np.float64, j: int) -> float:
-    if v >= size - 1:
-        return stat(size - 1)
-    return _lerp(stat(j), stat(j + 1), v, j)
+def _floor(size: int, p: float) -> int:
+    """The lower order statistic NumPy's linear interpolation reads for ``p`` (at most ``size - 1``)."""
+    return min(math.floor(np.float64(size - 1) * np.float64(p)), size - 1)

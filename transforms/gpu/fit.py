@@ -46,6 +46,7 @@ import polars as pl
 from transforms import base
 from transforms.base import FitData, Fitted, Quantiles
 from transforms.errors import PrepflowError
+from transforms.filled import order_quantile
 from transforms.fitting import fit_steps
 from transforms.gpu.array import free_bytes, is_numpy, to_host
 from transforms.gpu.kernels import NUMPY_DTYPES, Chain, Unsupported, build, launch
@@ -149,17 +150,7 @@ def numpy_quantile(sorted_values: Any, p: float) -> float | None:
     True
     """
     n = len(sorted_values)
-    if n == 0:
-        return None
-    vi = np.float64(n - 1) * np.float64(p)
-    prev = math.floor(vi)
-    if vi >= n - 1:
-        return float(_item(sorted_values[n - 1]))
-    a = np.float64(_item(sorted_values[prev]))
-    b = np.float64(_item(sorted_values[prev + 1]))
-    gamma = vi - np.float64(prev)
-    diff = b - a
-    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
+    return None if n == 0 else order_quantile(lambda i: float(_item(sorted_values[i])), n, p)
 
 
 def _moments(x: Any, xp: ModuleType) -> Moments:
