@@ -149,8 +149,10 @@ def _fused(
         if not roots:
             aggregates[key] = agg
             continue
-        (c,) = roots if len(roots) == 1 else (None,)
-        if c not in fills or not isinstance(agg, Quantiles) or agg.subsample is not None:
+        if len(roots) != 1 or not isinstance(agg, Quantiles) or agg.subsample is not None:
+            return None
+        (c,) = roots
+        if c not in fills:
             return None
         if str(agg.expr) != str(finite(c, pl.Float64())) or not _fill_is_raw(members, fills[c], c):
             return None
@@ -232,7 +234,7 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         frame = next(results)
         plain = {k: q.probs for k, q in whole.items()}
         if filled:
-            row.update(_filled_quantiles(frame, plain, filled, raw, row, plans))
+            row.update(_filled_quantiles(frame, plain, filled, raw, row))
         else:
             row.update(exact_quantiles(frame, plain))
     for k, q in sampled.items():
@@ -251,20 +253,19 @@ def _filled_quantiles(
     filled: Mapping[str, FilledQuantiles],
     raw: Mapping[str, str],
     row: Mapping[str, Any],
-    plans: Sequence[FitPlan],
 ) -> dict[str, list[float] | None]:
-    """The whole-column quantiles of a group with filled requests: one selection per raw column."""
+    """The whole-column quantiles of a group with filled requests: one selection per raw column.
+
+    A fill is a median computed in the same selection (found in its results) or a mean the
+    Polars part of the group computed already (found in ``row``).
+    """
     by_column: dict[str, dict[str, Filled]] = {}
     for key, fq in filled.items():
-        fill_key = f"{fq.member}\x1f{fq.key}"
-        if isinstance(plans[fq.member].aggregates[fq.key], Quantiles):
 
-            def fill_of(done: Mapping[str, list[float] | None], k: str = fill_key) -> Any:
-                return done[k][0] if done.get(k) else None
-        else:
-
-            def fill_of(done: Mapping[str, list[float] | None], k: str = fill_key) -> Any:
-                return row[k]
+        def fill_of(done: Mapping[str, list[float] | None], k: str = f"{fq.member}\x1f{fq.key}") -> Any:
+            if k in done:
+                return done[k][0] if done[k] else None
+            return row[k]
 
         by_column.setdefault(raw[fq.column], {})[key] = (fq.probs, int(row[f"\x1fk:{fq.column}"]), fill_of)
     out = exact_quantiles(
