@@ -57,3 +57,26 @@ def test_the_cache_is_kept_on_disk_and_replayed_without_fitting(tmp_path: Path) 
     with pytest.raises(CandidateError, match="log"):
         again(problem, broken)
     assert again.computed == 0
+
+
+def test_the_report_states_the_target_as_the_median_run_and_as_every_run() -> None:
+    def row(name: str, hybrid: list[int | None]) -> dict[str, object]:
+        runs = {"best": [0.9] * len(hybrid), "to_98": hybrid, "pruned": [0], "repeats": [0], "refined": [0]}
+        return {
+            "dataset": name,
+            "metric": "f1",
+            "rows": 10,
+            "default": 0.5,
+            "grid_best": 0.95,
+            "grid_size": 50,
+            "budget": 10,
+            "hybrid": runs,
+        }
+
+    text = bench.report([row("a", [3, 9, None]), row("b", [10, 4, 12])])  # within 20 % of 50: <= 10
+    assert "| a | 50 | 10 | - | - | 9, 2 of 3 |" in text
+    assert "| b | 50 | 10 | - | - | 10, 2 of 3 |" in text
+    assert "(median over seeds, every dataset): MET" in text
+    assert "in every single run: NOT MET (4 of 6 runs)" in text
+    text = bench.report([row("a", [3, None, None])])
+    assert "| a | 50 | 10 | - | - | not, 1 of 3 |" in text and "every dataset): NOT MET" in text

@@ -397,6 +397,12 @@ def test_cli_command(work: Path) -> None:
     res = CliRunner().invoke(app, [*args, "--out", str(work / "o"), "--metric", "accuracy", "--no-prune"])
     assert res.exit_code == 0, res.output
     assert "best trials" in res.output and (work / "o" / "best.yaml").is_file()
+    trials = pl.read_parquet(work / "o" / "trials.parquet")
+    summary = f"3 evaluation(s), {trials.height} trial(s) ("  # the budget counts evaluations, not trials
+    assert summary in res.output.replace("\n", " ")
+    repeats = trials["repeat_of"].is_not_null().sum()
+    assert trials.filter(pl.col("repeat_of").is_null()).height == 3
+    assert (f"{repeats} repeated plan(s) served from the study" in res.output.replace("\n", " ")) == (repeats > 0)
     res = CliRunner().invoke(app, [*args, "--metric", "acuracy"])
     assert res.exit_code == 2 and "did you mean 'accuracy'?" in res.output
     res = CliRunner().invoke(app, [*args, "--target", "nope"])

@@ -141,3 +141,15 @@ def test_a_sampler_that_only_repeats_ends_the_run_as_exhausted(problem: Any) -> 
     summary = strategies.run(study, objective, strategy=Strategy(name="tpe", prune=False), n_trials=6, seed=0)
     assert summary.reason == "exhausted" and summary.finished == 4 == len(calls)
     assert len(study.trials) == strategies.MAX_PROPOSED * 6
+
+
+def test_trials_frame_marks_refined_trials_and_leaves_waiting_ones_out() -> None:
+    from pipelines.optimize.outputs import trials_frame
+
+    study = optuna.create_study(direction="maximize")
+    _scored(study, {"impute.method": "mean", "scale.method": "standard"}, 0.9)
+    _scored(study, {"impute.method": "mean", "scale.method": "robust"}, 0.8, refined=True)
+    study.enqueue_trial({"impute.method": "median", "scale.method": "robust"}, user_attrs={"refined": True})
+    frame = trials_frame(study)
+    assert frame["number"].to_list() == [0, 1]  # the waiting neighbour is not a trial yet
+    assert frame["refined"].to_list() == [False, True]
