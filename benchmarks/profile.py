@@ -37,6 +37,7 @@ from benchmarks.cases import CASES, TRAIN_ROWS, Context
 from benchmarks.data import DEFAULT_CACHE, dataset, generate
 from benchmarks.runner import parse_rows
 from benchmarks.variants import polars_hand, prepflow_lib
+from pipelines.io import PARQUET_OPTIONS
 
 Log = list[tuple[str, float]]
 
@@ -162,7 +163,7 @@ def profile_cli(ctx: Context) -> dict[str, Any]:
     # the write phase: Parquet encoding vs the fsync of the atomic write
     output = pl.read_parquet(out_path)
     started = time.perf_counter()
-    output.write_parquet(ctx.tmp / "again.parquet")
+    output.write_parquet(ctx.tmp / "again.parquet", **PARQUET_OPTIONS)
     encode = time.perf_counter() - started
     with open(ctx.tmp / "again.parquet", "rb+") as fh:
         started = time.perf_counter()
@@ -183,7 +184,7 @@ def profile_cli(ctx: Context) -> dict[str, Any]:
 def profile_floor(ctx: Context) -> float:
     ctx.tmp.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    pl.scan_parquet(ctx.data.parquet).sink_parquet(ctx.tmp / "floor.parquet")
+    pl.scan_parquet(ctx.data.parquet).sink_parquet(ctx.tmp / "floor.parquet", **PARQUET_OPTIONS)
     seconds = time.perf_counter() - started
     (ctx.tmp / "floor.parquet").unlink()
     return seconds

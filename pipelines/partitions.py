@@ -349,7 +349,7 @@ def write_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmps.append(_tmp_path(target))
-            frames[target].write_parquet(tmps[-1])
+            frames[target].write_parquet(tmps[-1], **io.PARQUET_OPTIONS)
             with open(tmps[-1], "rb+") as fh:
                 os.fsync(fh.fileno())
         for tmp, target in reversed(list(zip(tmps, targets, strict=True))):

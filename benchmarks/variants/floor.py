@@ -1,4 +1,8 @@
-"""The floor: one streaming Parquet read + write of the case's input with Polars, no computation."""
+"""The floor: one streaming Parquet read + write of the case's input with Polars, no computation.
+
+Written with the options prepflow writes its outputs with (``pipelines.io.PARQUET_OPTIONS``),
+so that the floor and the CLI pay for the same encoding.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from collections.abc import Callable
 import polars as pl
 
 from benchmarks.cases import Context
+from pipelines.io import PARQUET_OPTIONS
 
 
 def floor(ctx: Context) -> Callable[[], None]:
     def work() -> None:
-        pl.scan_parquet(ctx.data.parquet).sink_parquet(ctx.tmp / "floor.parquet")
+        pl.scan_parquet(ctx.data.parquet).sink_parquet(ctx.tmp / "floor.parquet", **PARQUET_OPTIONS)
 
     return work
 
