@@ -37,7 +37,7 @@ from pydantic import model_validator
 from transforms.base import Aggregate, FitData, FitPlan, Quantiles, Stat
 from transforms.errors import ColumnError, ConfigError
 from transforms.impute._common import FittedImpute, ImputeStep, output_schema
-from transforms.missing import as_null, finite
+from transforms.missing import finite
 from transforms.registry import register
 
 Strategy = Literal["mean", "median", "most_frequent", "constant"]
@@ -77,11 +77,11 @@ class FittedSimpleImputer(FittedImpute):
         for c, value in zip(self.columns, self.values, strict=True):
             dtype = schema[c]
             out_t = _out_dtype(strategy, dtype, value)
-            x = pl.col(c) if value is None else as_null(c, dtype)
-            if out_t != dtype:
-                x = x.cast(out_t)
+            x = pl.col(c) if out_t == dtype else pl.col(c).cast(out_t)
             if value is not None:
-                x = x.fill_null(pl.lit(value).cast(out_t))
+                fill = pl.lit(value).cast(out_t)
+                # NaN and null both take the fill: two fills, not NaN -> null (a when/then) then one
+                x = (x.fill_nan(fill) if dtype.is_float() else x).fill_null(fill)
             exprs.append(x.alias(c))
         return lf.with_columns([*exprs, *self.indicator_exprs(schema)])
 
