@@ -10,8 +10,11 @@ A step whose only dependence on the group is quantiles of columns that an earlie
 member merely filled with their median or mean (an imputer's :attr:`FitPlan.fills`)
 joins the group too: its quantiles come from the raw columns' order statistics in the
 same selection as the median (:mod:`transforms.filled`), so ``impute -> robust scale``
-costs one quantile pass, not two (in memory; streamed and distributed fits keep the
-groups apart).
+costs one quantile pass, not two. Likewise a later step's count, mean, variance, min or
+max of a filled column (a standard scaler's) come from the raw column's moments merged
+with ``k`` copies of the fill (Chan's formula, :class:`~transforms.stats.Moments`), so
+``impute -> standard scale`` costs one pass. In memory only: streamed and distributed
+fits keep the groups apart.
 
 >>> import polars as pl
 >>> from transforms import SimpleImputer, StandardScaler
@@ -39,6 +42,7 @@ from transforms.base import FitData, FitPlan, Fitted, Quantiles, Stat, Step
 from transforms.errors import PrepflowError
 from transforms.filled import Filled, quantiles_of
 from transforms.missing import finite
+from transforms.stats.moments import Moments
 
 T = TypeVar("T")
 
@@ -92,9 +96,9 @@ def group_plans(
 ) -> list[FitPlan]:
     """The plans of the fit group that starts at ``steps[start]``, whose input has ``schema``.
 
-    With ``fuse`` (the in-memory engine) a step whose quantile requests read columns that an
-    earlier member only filled (:attr:`FitPlan.fills`) joins the group, its requests rewritten
-    to be answered from the raw columns (:class:`FilledQuantiles`).
+    With ``fuse`` (the in-memory engine) a step whose quantile or moment requests read columns
+    that an earlier member only filled (:attr:`FitPlan.fills`) joins the group, its requests
+    rewritten to be answered from the raw columns (:class:`FilledQuantiles`, :class:`FilledStat`).
     """
     plans: list[FitPlan] = []
     writes: set[str] = set()
@@ -135,10 +139,30 @@ class FilledQuantiles:
     key: str
 
 
+@dataclass(frozen=True)
+class FilledStat:
+    """A :class:`Stat` request on ``column`` after an earlier member of the group filled it.
+
+    Answered from the raw column's finite moments merged with ``count`` copies of the fill,
+    the value of aggregate ``key`` of group member ``member``.
+    """
+
+    column: str
+    stat: str
+    member: int
+    key: str
+
+
+#: statistics of a filled column that its raw moments and the fill determine (Moments.finalize keys)
+_MERGEABLE = {"count": "n", "mean": "mean", "var": "var", "std": "std", "min": "min", "max": "max"}
+#: the raw statistics a FilledStat is computed from
+_RAW_MOMENTS = ("count", "mean", "var", "min", "max")
+
+
 def _fused(
     plan: FitPlan, writes: set[str], fills: Mapping[str, tuple[int, str]], members: Sequence[FitPlan]
 ) -> FitPlan | None:
-    """``plan`` with its quantile requests on filled columns rewritten, or None if it cannot join."""
+    """``plan`` with its requests on filled columns rewritten, or None if it cannot join."""
     conflicts = set(plan.reads) & writes
     if plan.queries or not conflicts or not conflicts <= set(fills):
         return None
@@ -149,14 +173,17 @@ def _fused(
         if not roots:
             aggregates[key] = agg
             continue
-        if len(roots) != 1 or not isinstance(agg, Quantiles) or agg.subsample is not None:
+        if len(roots) != 1 or not isinstance(agg, (Quantiles, Stat)):
             return None
         (c,) = roots
-        if c not in fills:
+        if c not in fills or str(agg.expr) != str(finite(c, pl.Float64())) or not _fill_is_raw(members, fills[c], c):
             return None
-        if str(agg.expr) != str(finite(c, pl.Float64())) or not _fill_is_raw(members, fills[c], c):
+        if isinstance(agg, Quantiles) and agg.subsample is None:
+            aggregates[key] = FilledQuantiles(c, agg.probs, *fills[c])
+        elif isinstance(agg, Stat) and agg.stat in _MERGEABLE:
+            aggregates[key] = FilledStat(c, agg.stat, *fills[c])
+        else:
             return None
-        aggregates[key] = FilledQuantiles(c, agg.probs, *fills[c])
     return replace(plan, aggregates=aggregates)
 
 
@@ -192,11 +219,14 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     quantiles: dict[str, Quantiles] = {}
     queries: list[pl.LazyFrame] = []
     filled: dict[str, FilledQuantiles] = {}
+    moments: dict[str, FilledStat] = {}
     for p, plan in enumerate(plans):
         for k, e in plan.aggregates.items():
             key = f"{p}\x1f{k}"
             if isinstance(e, FilledQuantiles):
                 filled[key] = e
+            elif isinstance(e, FilledStat):
+                moments[key] = e
             elif isinstance(e, Quantiles):
                 quantiles[key] = e
             elif isinstance(e, Stat):
@@ -205,10 +235,16 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             else:
                 aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
+    for c in {fs.column for fs in moments.values()}:
+        _count_missing(aggs, c)
+        x = finite(c, pl.Float64())
+        name, _ = sources.setdefault(str(x), (f"\x1fs{len(sources)}", x))
+        for stat in _RAW_MOMENTS:
+            stats[f"\x1fm:{c}:{stat}"] = Stat(pl.col(name), stat).expression().alias(f"\x1fm:{c}:{stat}")
     raw: dict[str, str] = {}  # filled column -> the whole-quantile frame column with its raw values
     for fq in filled.values():
         c = fq.column
-        aggs[f"\x1fk:{c}"] = (pl.col(c).is_null() | pl.col(c).is_nan()).sum().alias(f"\x1fk:{c}")
+        _count_missing(aggs, c)
         fill = plans[fq.member].aggregates[fq.key]
         fill_key = f"{fq.member}\x1f{fq.key}"
         if isinstance(fill, Quantiles):
@@ -239,12 +275,44 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             row.update(exact_quantiles(frame, plain))
     for k, q in sampled.items():
         row[k] = _column_quantiles(next(results)[k], q.probs)
+    for k, fs in moments.items():
+        row[k] = _filled_stat(fs, row)
     data = []
     for p, plan in enumerate(plans):
         values = {k: row[f"{p}\x1f{k}"] for k in plan.aggregates}
         frames_ = {k: next(results) for k in plan.queries}
         data.append(FitData(values, frames_))
     return data
+
+
+def _count_missing(aggs: dict[str, pl.Expr], c: str) -> None:
+    """Request ``\x1fk:<c>``, the number of null or NaN values of raw column ``c`` (what a fill fills)."""
+    aggs[f"\x1fk:{c}"] = (pl.col(c).is_null() | pl.col(c).is_nan()).sum().alias(f"\x1fk:{c}")
+
+
+def _filled_stat(fs: FilledStat, row: Mapping[str, Any]) -> Any:
+    """A statistic of the filled column: the raw column's finite moments merged with ``k`` fills.
+
+    >>> row = {"\x1fm:x:count": 2, "\x1fm:x:mean": 2.0, "\x1fm:x:var": 1.0, "\x1fm:x:min": 1.0,
+    ...        "\x1fm:x:max": 3.0, "\x1fk:x": 2, "0\x1fmean": 2.0}
+    >>> _filled_stat(FilledStat("x", "var", 0, "mean"), row)  # of [1, 3, 2, 2]
+    0.5
+    """
+    c = fs.column
+    n = int(row[f"\x1fm:{c}:count"])
+    m = row[f"\x1fm:{c}:mean"]
+    raw = (
+        Moments.from_parts(n, m, row[f"\x1fm:{c}:var"] * n, row[f"\x1fm:{c}:min"], row[f"\x1fm:{c}:max"])
+        if n
+        else Moments()
+    )
+    fill = row[f"{fs.member}\x1f{fs.key}"]
+    if isinstance(fill, list):  # a median, from the quantile selection
+        fill = fill[0] if fill else None
+    k = int(row[f"\x1fk:{c}"])
+    if fill is not None and k:
+        raw.merge(Moments.from_parts(k, fill, 0.0, fill, fill))
+    return raw.finalize()[_MERGEABLE[fs.stat]]
 
 
 def _filled_quantiles(

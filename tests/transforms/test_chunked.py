@@ -216,7 +216,9 @@ def test_chained_moment_pipeline_agrees_and_transforms_the_same(data: pl.DataFra
     ]
     memory, chunked, dist = fit_three(steps, data)
     assert len(set(memory.groups)) > 1, "the pipeline should span several fit groups"
-    assert chunked.groups == memory.groups == dist.groups
+    assert chunked.groups == dist.groups
+    # in memory the z-score's mean and std of the mean-filled "a" come from the imputer's pass
+    assert memory.groups == (0, 0, 1, 2, 2, 3) and chunked.groups == (0, 1, 2, 3, 3, 4)
     assert_same(states(memory), states(chunked), rel=1e-9, where="chunked")
     assert_same(states(memory), states(dist), rel=1e-9, where="distributed")
     outputs = [transformed(r, data) for r in (memory, chunked, dist)]

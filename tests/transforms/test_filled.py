@@ -1,8 +1,10 @@
-"""Fused fit groups: a quantile step after a median/mean imputer is fitted from the raw columns.
+"""Fused fit groups: a quantile or moment step after a median/mean imputer is fitted from the raw columns.
 
 The in-memory engine fits ``impute -> robust scale`` (or ``-> IQR clip``) in one group, the
 later step's quantiles derived from the raw column's order statistics
-(:mod:`transforms.filled`). The fitted state must be identical to fitting group by group.
+(:mod:`transforms.filled`): the fitted state must be identical to fitting group by group.
+``impute -> standard scale`` (or min-max, z-score) fuses too, its moments merged from the raw
+column's and the fills': equal to rounding.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from transforms import IQROutliers, QuantileScaler, RobustScaler, SimpleImputer, StandardScaler
+from transforms import (
+    IQROutliers,
+    MinMaxScaler,
+    QuantileScaler,
+    RobustScaler,
+    SimpleImputer,
+    StandardScaler,
+    ZScoreOutliers,
+)
 from transforms.filled import quantiles_of
 from transforms.fitting import _collect, fit_steps
 
@@ -64,9 +74,59 @@ def test_fused_groups_fit_exactly_what_separate_groups_fit(name: str, n: int) ->
     assert separate.groups[1] == 1
 
 
-def test_only_quantile_requests_on_filled_columns_are_fused() -> None:
-    """Moments after a fill are not derived (a standard scaler starts a new group)."""
-    steps = [SimpleImputer(strategy="median"), StandardScaler()]
+MOMENT_PIPELINES = {
+    "mean->standard": [SimpleImputer(strategy="mean"), StandardScaler()],
+    "median->standard": [SimpleImputer(strategy="median"), StandardScaler()],
+    "median->minmax": [SimpleImputer(strategy="median"), MinMaxScaler()],
+    "mean->zscore->standard": [SimpleImputer(strategy="mean"), ZScoreOutliers(threshold=2.0), StandardScaler()],
+    "median->robust+standard(f3)": [
+        SimpleImputer(strategy="median"),
+        RobustScaler(columns=["f0", "f1"]),
+        StandardScaler(columns=["f3", "const", "empty", "inf"]),
+    ],
+}
+
+
+def _close(a: Any, b: Any, rel: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=rel, abs=1e-300)
+    return a == b
+
+
+@pytest.mark.parametrize("name", list(MOMENT_PIPELINES))
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1_001])
+def test_moments_of_filled_columns_fit_what_separate_groups_fit(name: str, n: int) -> None:
+    """Expect: the later step joins the imputer's group, its state equal to 1e-12 relative (Chan's merge, not
+    a second pass: not bit for bit), on nulls, NaN, +inf, ties, a constant and an all-missing column."""
+    steps = MOMENT_PIPELINES[name]
+    df = _frame(n, seed=n + 5)
+    fused = fit_steps(steps, df.lazy(), target=None)
+    separate = fit_steps(steps, df.lazy(), target=None, collect=lambda plans, lf, i, done: _collect(list(plans), lf))
+    assert fused.groups[1] == 0 and separate.groups[1] == 1
+    assert _close(json.loads(_state(fused)), json.loads(_state(separate)), rel=1e-12)
+
+
+def test_mean_fill_then_standard_scale_matches_scikit_learn() -> None:
+    """Expect: the fused fit's mean and scale are scikit-learn's (SimpleImputer -> StandardScaler) to 1e-12."""
+    from sklearn.impute import SimpleImputer as SkImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler as SkScaler
+
+    df = _frame(1_001, seed=9).select("f0", "f1", "f2", "f3", "const")
+    fused = fit_steps([SimpleImputer(strategy="mean"), StandardScaler()], df.lazy(), target=None)
+    sk = make_pipeline(SkImputer(strategy="mean"), SkScaler()).fit(df.fill_null(np.nan).to_numpy())
+    scaler = fused.fitted[1]
+    np.testing.assert_allclose(scaler.center, sk[1].mean_, rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale, sk[1].scale_, rtol=1e-12)
+    assert fused.groups == (0, 0)
+
+
+def test_a_mode_of_a_filled_column_is_not_fused() -> None:
+    steps = [SimpleImputer(strategy="median"), SimpleImputer(strategy="most_frequent")]
     assert fit_steps(steps, _frame(50, seed=2).lazy(), target=None).groups == (0, 1)
 
 
