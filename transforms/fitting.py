@@ -155,8 +155,6 @@ class FilledStat:
 
 #: statistics of a filled column that its raw moments and the fill determine (Moments.finalize keys)
 _MERGEABLE = {"count": "n", "mean": "mean", "var": "var", "std": "std", "min": "min", "max": "max"}
-#: the raw statistics a FilledStat is computed from
-_RAW_MOMENTS = ("count", "mean", "var", "min", "max")
 
 
 def _fused(
@@ -235,11 +233,12 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             else:
                 aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
-    for c in {fs.column for fs in moments.values()}:
+    for fs in moments.values():
+        c = fs.column
         _count_missing(aggs, c)
         x = finite(c, pl.Float64())
         name, _ = sources.setdefault(str(x), (f"\x1fs{len(sources)}", x))
-        for stat in _RAW_MOMENTS:
+        for stat in ("count", "mean", "var", *(("min", "max") if fs.stat in ("min", "max") else ())):
             stats[f"\x1fm:{c}:{stat}"] = Stat(pl.col(name), stat).expression().alias(f"\x1fm:{c}:{stat}")
     raw: dict[str, str] = {}  # filled column -> the whole-quantile frame column with its raw values
     for fq in filled.values():
@@ -301,11 +300,8 @@ def _filled_stat(fs: FilledStat, row: Mapping[str, Any]) -> Any:
     c = fs.column
     n = int(row[f"\x1fm:{c}:count"])
     m = row[f"\x1fm:{c}:mean"]
-    raw = (
-        Moments.from_parts(n, m, row[f"\x1fm:{c}:var"] * n, row[f"\x1fm:{c}:min"], row[f"\x1fm:{c}:max"])
-        if n
-        else Moments()
-    )
+    lo, hi = row.get(f"\x1fm:{c}:min", m), row.get(f"\x1fm:{c}:max", m)  # asked for only when a min or max is
+    raw = Moments.from_parts(n, m, row[f"\x1fm:{c}:var"] * n, lo, hi) if n else Moments()
     fill = row[f"{fs.member}\x1f{fs.key}"]
     if isinstance(fill, list):  # a median, from the quantile selection
         fill = fill[0] if fill else None
