@@ -29,6 +29,7 @@ fits keep the groups apart.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -209,7 +210,9 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
 
     The inputs of :class:`Stat` requests (such as a column with its non-finite
     values nulled) are computed once each, as columns, and aggregated from there:
-    several statistics of one masked column cost one mask, not one each.
+    several statistics of one masked column cost one mask, not one each. The
+    finite values of a float column are not masked at all unless the column holds
+    NaN or infinities (:func:`_unmasked`): then only its statistics run again, masked.
     """
     aggs: dict[str, pl.Expr] = {}
     stats: dict[str, pl.Expr] = {}
@@ -218,6 +221,7 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     queries: list[pl.LazyFrame] = []
     filled: dict[str, FilledQuantiles] = {}
     moments: dict[str, FilledStat] = {}
+    stat_source: dict[str, str] = {}  # stat key -> the name of its source column
     for p, plan in enumerate(plans):
         for k, e in plan.aggregates.items():
             key = f"{p}\x1f{k}"
@@ -230,6 +234,7 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             elif isinstance(e, Stat):
                 name, _ = sources.setdefault(str(e.expr), (f"\x1fs{len(sources)}", e.expr))
                 stats[key] = Stat(pl.col(name), e.stat).expression().alias(key)
+                stat_source[key] = name
             else:
                 aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
@@ -240,6 +245,7 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         name, _ = sources.setdefault(str(x), (f"\x1fs{len(sources)}", x))
         for stat in ("count", "mean", "var", *(("min", "max") if fs.stat in ("min", "max") else ())):
             stats[f"\x1fm:{c}:{stat}"] = Stat(pl.col(name), stat).expression().alias(f"\x1fm:{c}:{stat}")
+            stat_source[f"\x1fm:{c}:{stat}"] = name
     raw: dict[str, str] = {}  # filled column -> the whole-quantile frame column with its raw values
     for fq in filled.values():
         c = fq.column
@@ -254,8 +260,13 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     frames = []
     if aggs:
         frames.append(lf.select(list(aggs.values())))
+    unmasked = _unmasked(sources, lf.collect_schema()) if stats else {}
     if stats:
-        frames.append(lf.select([e.alias(name) for name, e in sources.values()]).select(list(stats.values())))
+        inputs = [
+            pl.col(unmasked[name]).alias(name) if name in unmasked else e.alias(name) for name, e in sources.values()
+        ]
+        guards = [pl.col(name).mean().alias(f"\x1fguard:{name}") for name in unmasked]
+        frames.append(lf.select(inputs).select([*stats.values(), *guards]))
     whole = {k: q for k, q in quantiles.items() if q.subsample is None}
     if whole:
         frames.append(lf.select([q.expr.alias(k) for k, q in whole.items()]))
@@ -265,6 +276,7 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     row = next(results).row(0, named=True) if aggs else {}
     if stats:
         row.update(next(results).row(0, named=True))
+        _redo_nonfinite(row, unmasked, sources, stats, stat_source, lf)
     if whole:
         frame = next(results)
         plain = {k: q.probs for k, q in whole.items()}
@@ -282,6 +294,42 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         frames_ = {k: next(results) for k in plan.queries}
         data.append(FitData(values, frames_))
     return data
+
+
+def _unmasked(sources: Mapping[str, tuple[str, pl.Expr]], schema: pl.Schema) -> dict[str, str]:
+    """Sources that are a float column with its non-finite values nulled (:func:`finite`): name -> column.
+
+    Their statistics are computed on the raw column, whose mean guards the shortcut: a finite
+    (or null) mean means no NaN and no infinity, so every statistic is the masked column's.
+    """
+    out = {}
+    for text, (name, expr) in sources.items():
+        roots = set(expr.meta.root_names())
+        c = roots.pop() if len(roots) == 1 else None
+        if c in schema and schema[c].is_float() and text == str(finite(c, schema[c])):
+            out[name] = c
+    return out
+
+
+def _redo_nonfinite(
+    row: dict[str, Any],
+    unmasked: Mapping[str, str],
+    sources: Mapping[str, tuple[str, pl.Expr]],
+    stats: Mapping[str, pl.Expr],
+    stat_source: Mapping[str, str],
+    lf: pl.LazyFrame,
+) -> None:
+    """Recompute, from the masked columns, the statistics of the raw columns that held NaN or infinities."""
+    redo = {
+        name
+        for name in unmasked
+        if row[f"\x1fguard:{name}"] is not None and not math.isfinite(row[f"\x1fguard:{name}"])
+    }
+    if not redo:
+        return
+    masked = [e.alias(name) for name, e in sources.values() if name in redo]
+    again = [e for key, e in stats.items() if stat_source.get(key) in redo]
+    row.update(lf.select(masked).select(again).collect().row(0, named=True))
 
 
 def _count_missing(aggs: dict[str, pl.Expr], c: str) -> None:
