@@ -28,6 +28,8 @@ from pipelines.errors import DataError
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
 from transforms._version import __version__
+from transforms.base import Fitted
+from transforms.compose import apply_steps
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
 
@@ -117,11 +119,7 @@ def plan_execution(
     fitted.check_schema(source.collect_schema(), train=train)
     stages = [source]
     for f in fitted.steps:
-        stage = f.apply(stages[-1], train=train)
-        if f.changes_rows and f.keep() is None:
-            # rows an augmentation step adds copy their seed row's __row: only the first copy keeps it
-            stage = stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
-        stages.append(stage)
+        stages.append(_first_row_keeps_index(f, f.apply(stages[-1], train=train)))
     metrics_queries: list[pl.LazyFrame] = []
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
@@ -143,7 +141,16 @@ def plan_execution(
     metrics_queries.append(stages[-1].select(pl.len().alias("__rows")))
     metric_keys.append([])
     lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
-    return ExecutionPlan(stages[-1].drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
+    # the stages feed the metrics; the output composes runs of column-wise steps into one projection
+    output = apply_steps(fitted.steps, source, train=train, after=_first_row_keeps_index)
+    return ExecutionPlan(output.drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
+
+
+def _first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
+    """After an augmentation step: rows it adds copy their seed row's ``__row``; only the first copy keeps it."""
+    if f.changes_rows and f.keep() is None:
+        return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
+    return stage
 
 
 def execute(

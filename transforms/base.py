@@ -230,6 +230,17 @@ class Fitted:
         """The step as lazy expressions over ``lf``; never collects."""
         raise NotImplementedError
 
+    def columnwise(self, schema: pl.Schema) -> dict[str, Callable[[pl.Expr], pl.Expr]] | None:
+        """For a step that maps each of its columns through a function of that column alone.
+
+        Rows kept, no column added or removed: column -> the function of its input
+        expression, given ``schema``, the step's input schema. The engine composes runs of
+        such steps into one projection (:mod:`transforms.compose`) instead of one
+        ``with_columns`` (and one set of intermediate columns) per step. None, the default:
+        the step runs through :meth:`apply` only.
+        """
+        return None
+
     def transform(self, frame: Frame, *, train: bool = False) -> Frame:
         """Apply to a DataFrame (returns a DataFrame) or a LazyFrame (returns a LazyFrame).
 
@@ -323,6 +334,11 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _freeze(v) for k, v in value.items()}
     return value
+
+
+def apply_columnwise(lf: pl.LazyFrame, fns: Mapping[str, Callable[[pl.Expr], pl.Expr]]) -> pl.LazyFrame:
+    """``lf`` with each column ``c`` of ``fns`` replaced by ``fns[c](pl.col(c))`` (column-wise steps' ``apply``)."""
+    return lf.with_columns(fn(pl.col(c)).alias(c) for c, fn in fns.items())
 
 
 def schema_of(frame: pl.LazyFrame | pl.DataFrame) -> pl.Schema:

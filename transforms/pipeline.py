@@ -24,6 +24,7 @@ from transforms import atomic
 from transforms._version import __version__
 from transforms.base import Fitted, Frame, Step, schema_of
 from transforms.chunked import ChunkOptions, MapPartials, fit_steps_chunked
+from transforms.compose import apply_steps
 from transforms.errors import ArtifactError, SchemaMismatchError
 from transforms.fitting import FitResult, fit_steps
 
@@ -191,9 +192,7 @@ class FittedPipeline:
     def transform(self, frame: Frame, *, train: bool = False) -> Frame:
         """Apply every step: DataFrame in, DataFrame out; LazyFrame in, LazyFrame out."""
         self.check_schema(schema_of(frame), train=train)
-        lf = frame.lazy()
-        for f in self.steps:
-            lf = f.apply(lf, train=train)
+        lf = apply_steps(self.steps, frame.lazy(), train=train)
         return lf.collect() if isinstance(frame, pl.DataFrame) else lf
 
     def to_dict(self) -> dict[str, Any]:

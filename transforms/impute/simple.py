@@ -28,6 +28,7 @@ Differences from scikit-learn, on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -72,18 +73,30 @@ class FittedSimpleImputer(FittedImpute):
 
     def apply(self, lf: pl.LazyFrame, *, train: bool = False) -> pl.LazyFrame:
         schema = lf.collect_schema()
+        exprs = [fn(pl.col(c)).alias(c) for c, fn in self._fills(schema).items()]
+        return lf.with_columns([*exprs, *self.indicator_exprs(schema)])
+
+    def columnwise(self, schema: pl.Schema) -> dict[str, Callable[[pl.Expr], pl.Expr]] | None:
+        """Column-wise unless ``add_indicator`` adds columns."""
+        return None if getattr(self.step, "add_indicator", False) else self._fills(schema)
+
+    def _fills(self, schema: pl.Schema) -> dict[str, Callable[[pl.Expr], pl.Expr]]:
         strategy = self.step.strategy  # type: ignore[attr-defined]
-        exprs = []
-        for c, value in zip(self.columns, self.values, strict=True):
-            dtype = schema[c]
+
+        def filler(value: Any, dtype: pl.DataType) -> Callable[[pl.Expr], pl.Expr]:
             out_t = _out_dtype(strategy, dtype, value)
-            x = pl.col(c) if out_t == dtype else pl.col(c).cast(out_t)
-            if value is not None:
+
+            def fn(x: pl.Expr) -> pl.Expr:
+                x = x if out_t == dtype else x.cast(out_t)
+                if value is None:
+                    return x
                 fill = pl.lit(value).cast(out_t)
                 # NaN and null both take the fill: two fills, not NaN -> null (a when/then) then one
-                x = (x.fill_nan(fill) if dtype.is_float() else x).fill_null(fill)
-            exprs.append(x.alias(c))
-        return lf.with_columns([*exprs, *self.indicator_exprs(schema)])
+                return (x.fill_nan(fill) if dtype.is_float() else x).fill_null(fill)
+
+            return fn
+
+        return {c: filler(value, schema[c]) for c, value in zip(self.columns, self.values, strict=True)}
 
 
 @register(

@@ -30,13 +30,14 @@ finite value gets bounds ``(-inf, inf)`` (nothing is outlying).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
 from pydantic import Field, model_validator
 
-from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step
+from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step, apply_columnwise
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
 
@@ -100,11 +101,18 @@ class FittedBounds(Fitted):
                 pl.when(m).then(None).otherwise(pl.col(c)).alias(c)
                 for c, m in zip(self.columns, self.masks(), strict=True)
             )
-        schema = lf.collect_schema()
-        return lf.with_columns(
-            pl.col(c).cast(float_dtype(schema[c])).clip(lo, hi).alias(c)
-            for c, lo, hi in zip(self.columns, self.lower, self.upper, strict=True)
-        )
+        return apply_columnwise(lf, self.columnwise(lf.collect_schema()))
+
+    def columnwise(self, schema: pl.Schema) -> dict[str, Callable[[pl.Expr], pl.Expr]] | None:
+        """Clipping is column-wise; the other actions add columns, change nulls or drop rows."""
+        if self.action != "clip":
+            return None
+
+        def clip(lo: float, hi: float, dtype: pl.DataType) -> Callable[[pl.Expr], pl.Expr]:
+            return lambda x: x.cast(dtype).clip(lo, hi)
+
+        bounds = zip(self.columns, self.lower, self.upper, strict=True)
+        return {c: clip(lo, hi, float_dtype(schema[c])) for c, lo, hi in bounds}
 
     def keep(self) -> pl.Expr | None:
         if self.action != "drop":

@@ -16,6 +16,7 @@ value at fit time gets center 0 and scale 1 (identity) rather than NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import polars as pl
 from pydantic import model_validator
 
-from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step
+from transforms.base import Aggregate, FitData, FitPlan, Fitted, Quantiles, Stat, Step, apply_columnwise
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
 
@@ -51,16 +52,22 @@ class FittedAffine(Fitted):
     clip: tuple[float, float] | None = None
 
     def apply(self, lf: pl.LazyFrame, *, train: bool = False) -> pl.LazyFrame:
-        schema = lf.collect_schema()
-        exprs = []
-        for c, center, scale, shift in zip(self.columns, self.center, self.scale, self.shift, strict=True):
-            out = (pl.col(c).cast(pl.Float64) - center) / scale
-            if shift:
-                out = out + shift
-            if self.clip is not None:
-                out = out.clip(*self.clip)
-            exprs.append(out.cast(float_dtype(schema[c])).alias(c))
-        return lf.with_columns(exprs)
+        return apply_columnwise(lf, self.columnwise(lf.collect_schema()))
+
+    def columnwise(self, schema: pl.Schema) -> dict[str, Callable[[pl.Expr], pl.Expr]]:
+        def affine(center: float, scale: float, shift: float, dtype: pl.DataType) -> Callable[[pl.Expr], pl.Expr]:
+            def fn(x: pl.Expr) -> pl.Expr:
+                out = (x.cast(pl.Float64) - center) / scale
+                if shift:
+                    out = out + shift
+                if self.clip is not None:
+                    out = out.clip(*self.clip)
+                return out.cast(dtype)
+
+            return fn
+
+        params = zip(self.columns, self.center, self.scale, self.shift, strict=True)
+        return {c: affine(center, scale, shift, float_dtype(schema[c])) for c, center, scale, shift in params}
 
 
 class _AffineScaler(Step):
