@@ -66,7 +66,10 @@ def quantiles_of(
     for probs, k, _ in filled.values():
         ranks |= {r for p in probs for j in [_floor(n + k, p)] for r in (j, j + 1, j - k, j + 1 - k)}
     wanted = sorted(r for r in ranks if 0 <= r < n)
-    part = np.partition(values, wanted) if wanted else values
+    part = values
+    if wanted:
+        part = values.copy()
+        select_ranks(part, wanted)
 
     def stat(i: int) -> float:
         return float(part[i])
@@ -89,6 +92,40 @@ def quantiles_of(
 
         done[key] = [order_quantile(combined, n + k, p) for p in probs]
     return done
+
+
+def select_ranks(a: np.ndarray, ranks: Sequence[int]) -> None:
+    """Reorder ``a`` (1-D, writable, no NaN) in place so that ``a[r]`` is its ``r``-th smallest value for each rank.
+
+    What ``a.partition(ranks)`` guarantees, several times faster for many ranks: NumPy
+    selects one rank after another over the rest of the array (9 ranks of 9.5M values:
+    0.24 s, against 0.055 s for one). Here each selection splits the array, the ranks
+    below it are selected in the left part and those above in the right, so the work is
+    about the array's size per level of a balanced split; the rank just above a selected
+    one is the right part's minimum, swapped into place.
+
+    >>> a = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 0.0])
+    >>> select_ranks(a, [1, 2, 4])
+    >>> [float(a[r]) for r in (1, 2, 4)]
+    [1.0, 2.0, 4.0]
+    """
+    stack = [(0, a.size, sorted(set(ranks)))]
+    while stack:
+        lo, hi, rs = stack.pop()
+        if not rs:
+            continue
+        mid = rs[len(rs) // 2]
+        a[lo:hi].partition(mid - lo)
+        left = [r for r in rs if r < mid]
+        right = [r for r in rs if r > mid]
+        start = mid + 1
+        if right and right[0] == start:
+            tail = a[start:hi]
+            i = int(np.argmin(tail))
+            tail[0], tail[i] = tail[i], tail[0]
+            right, start = right[1:], start + 1
+        stack.append((lo, mid, left))
+        stack.append((start, hi, right))
 
 
 def _floor(size: int, p: float) -> int:

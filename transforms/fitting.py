@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import numpy as np
 import polars as pl
 
 from transforms.base import FitData, FitPlan, Fitted, Quantiles, Stat, Step
@@ -412,14 +411,14 @@ def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float
         values = values.drop_nans()
     if values.len() == 0:
         return None
-    arr = values.cast(pl.Float64).to_numpy()
-    return [float(v) for v in np.quantile(arr, probs, method="linear")]
+    return quantiles_of(values.cast(pl.Float64).to_numpy(), {"q": probs}, {})["q"]
 
 
 def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]]) -> dict[str, list[float] | None]:
     """Exact linear-interpolated quantiles of each column of ``frame`` (nulls and NaN ignored).
 
-    Uses NumPy's selection (``np.quantile``) on each column, columns in parallel
+    Each column's order statistics come from a selection (:func:`~transforms.filled.select_ranks`),
+    interpolated as ``np.quantile(method="linear")`` does (bit for bit), columns in parallel
     threads (NumPy's partition releases the GIL), capped by ``POLARS_MAX_THREADS``.
 
     >>> exact_quantiles(pl.DataFrame({"x": [1.0, None, 3.0, float("nan")]}), {"x": (0.5,)})

@@ -154,3 +154,38 @@ def test_quantiles_of_filled_multisets_match_numpy_bit_for_bit() -> None:
         median = float(np.quantile(a, 0.5))
         assert got["m"] == [median]
         assert got["q"] == [float(q) for q in np.quantile(np.concatenate([a, np.full(k, median)]), probs)]
+
+
+def test_select_ranks_puts_every_asked_order_statistic_in_place() -> None:
+    """Expect: a[r] equals the sorted array's r-th value for every asked rank (ties, adjacent and end ranks)."""
+    from transforms.filled import select_ranks
+
+    rng = np.random.default_rng(21)
+    for trial in range(400):
+        n = int(rng.integers(1, 500))
+        a = rng.normal(size=n)
+        if trial % 2:
+            a = np.round(a * 3)  # many ties
+        ranks = sorted({int(r) for r in rng.integers(0, n, size=int(rng.integers(1, 12)))} | {0, n - 1})
+        if trial % 3 == 0:
+            ranks = sorted(set(ranks) | {min(r + 1, n - 1) for r in ranks})  # adjacent pairs, as quantiles ask
+        want = np.sort(a)
+        got = a.copy()
+        select_ranks(got, ranks)
+        assert [got[r] for r in ranks] == [want[r] for r in ranks]
+        assert sorted(got) == list(want)  # a permutation: nothing lost or duplicated
+
+
+def test_plain_quantiles_match_numpy_bit_for_bit() -> None:
+    """Expect: the fit's exact quantiles (selection + NumPy's interpolation) are np.quantile's, bit for bit."""
+    from transforms.fitting import exact_quantiles
+
+    rng = np.random.default_rng(13)
+    for trial in range(300):
+        n = int(rng.integers(1, 400))
+        a = rng.lognormal(size=n) * 10.0 ** int(rng.integers(-3, 6))
+        if trial % 3 == 0:
+            a = np.round(a)
+        probs = tuple(float(p) for p in rng.choice([0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0, rng.random()], 5))
+        got = exact_quantiles(pl.DataFrame({"x": a}), {"x": probs})["x"]
+        assert got == [float(q) for q in np.quantile(a, probs, method="linear")]
