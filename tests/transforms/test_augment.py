@@ -327,3 +327,24 @@ def test_mixup_missing_propagates_and_errors():
     with pytest.raises(ColumnError, match="one-hot encode it and set `target_columns`"):
         Mixup(target="s").fit(pl.DataFrame({"f": [1.0], "s": ["a"]}))
     assert Mixup().fit_transform(df.head(0)).height == 0
+
+
+def test_smote_blocks_interpolate_what_one_pass_over_all_rows_does() -> None:
+    """Expect: the block-wise, column-major interpolation equals x_i + u * (x_nn - x_i) over all rows at once,
+    bit for bit, across block boundaries."""
+    from transforms.augment import smote as smote_module
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 3)) * [1.0, 1e3, 1e-3]
+    n = 2 * smote_module._BLOCK + 7
+    new, seeds = smote_module.smote_samples(x, n, 4, np.random.default_rng(9))
+    # the reference: the same draws, in the same order, then one pass
+    ref_rng = np.random.default_rng(9)
+    rows = ref_rng.integers(0, len(x), size=n)
+    neighbours = NearestNeighbors(n_neighbors=5).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    picks = neighbours[rows, ref_rng.integers(0, 4, size=n)]
+    u = ref_rng.random(n)[:, None]
+    want = x[rows] + u * (x[picks] - x[rows])
+    np.testing.assert_array_equal(seeds, rows)
+    np.testing.assert_array_equal(new, want)
+    assert new.flags.f_contiguous

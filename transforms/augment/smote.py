@@ -6,9 +6,9 @@ that reaches NumPy); the original rows stream past untouched and the new rows
 are appended with a lazy ``concat``. Per class:
 ``sklearn.neighbors.NearestNeighbors(k + 1)`` (a k-d tree up to 8 features,
 chunked brute force beyond; never a full pairwise-distance matrix), then
-``x_i + u * (x_nn - x_i)`` for all new rows at once, with
-``numpy.random.default_rng(seed)``. Memory beyond the output: the minority rows
-and a few ``n_new x n_features`` float arrays.
+``x_i + u * (x_nn - x_i)`` for the new rows, with
+``numpy.random.default_rng(seed)``, interpolated in blocks of rows into one column-major
+array. Memory beyond the output: the minority rows, that array and a few index vectors.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from transforms.registry import register
 
 #: up to this many features neighbours come from a k-d tree, beyond it from brute force
 _TREE_MAX_FEATURES = 8
+#: synthetic rows interpolated at a time
+_BLOCK = 65_536
 
 
 def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +66,16 @@ def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tu
     neighbours = nn.kneighbors(x, return_distance=False)[:, 1:]
     picks = neighbours[rows, rng.integers(0, k, size=n)]
     steps = rng.random(n)[:, None]
-    start = x[rows]
-    new = x[picks]  # in place from here: two n x d arrays, not five
-    new -= start
-    new *= steps
-    new += start
+    # column-major: each feature's values are contiguous, ready to become a Series
+    new = np.empty((n, x.shape[1]), order="F")
+    for lo in range(0, n, _BLOCK):  # one block-sized temporary, not an n x d one
+        hi = min(lo + _BLOCK, n)
+        start = x[rows[lo:hi]]
+        block = new[lo:hi]
+        block[...] = x[picks[lo:hi]]
+        block -= start
+        block *= steps[lo:hi]
+        block += start
     return new, rows
 
 
