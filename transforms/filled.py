@@ -67,7 +67,9 @@ def quantiles_of(
         ranks |= {r for p in probs for j in [_floor(n + k, p)] for r in (j, j + 1, j - k, j + 1 - k)}
     wanted = sorted(r for r in ranks if 0 <= r < n)
     part = values
-    if wanted:
+    if len(wanted) > 64 and len(wanted) * 1000 > n:  # many ranks of few values (1000 quantiles of a subsample)
+        part = np.sort(values)
+    elif wanted:
         part = values.copy()
         select_ranks(part, wanted)
 

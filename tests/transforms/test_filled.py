@@ -189,3 +189,12 @@ def test_plain_quantiles_match_numpy_bit_for_bit() -> None:
         probs = tuple(float(p) for p in rng.choice([0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0, rng.random()], 5))
         got = exact_quantiles(pl.DataFrame({"x": a}), {"x": probs})["x"]
         assert got == [float(q) for q in np.quantile(a, probs, method="linear")]
+
+
+def test_many_quantiles_of_few_values_match_numpy_bit_for_bit() -> None:
+    """Expect: 1000 quantiles of a 2,000-value subsample (sorted, not selected rank by rank) are np.quantile's."""
+    from transforms.fitting import exact_quantiles
+
+    a = np.round(np.random.default_rng(17).lognormal(size=2_000), 2)
+    probs = tuple(float(p) for p in np.linspace(0, 1, 1000))
+    assert exact_quantiles(pl.DataFrame({"x": a}), {"x": probs})["x"] == [float(q) for q in np.quantile(a, probs)]
