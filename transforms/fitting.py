@@ -221,6 +221,13 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     filled: dict[str, FilledQuantiles] = {}
     moments: dict[str, FilledStat] = {}
     stat_source: dict[str, str] = {}  # stat key -> the name of its source column
+
+    def add_stat(key: str, expr: pl.Expr, stat: str) -> None:
+        """Request ``stat`` of ``expr`` as ``key``; ``expr`` is computed once however many statistics ask."""
+        name, _ = sources.setdefault(str(expr), (f"\x1fs{len(sources)}", expr))
+        stats[key] = Stat(pl.col(name), stat).expression().alias(key)
+        stat_source[key] = name
+
     for p, plan in enumerate(plans):
         for k, e in plan.aggregates.items():
             key = f"{p}\x1f{k}"
@@ -231,20 +238,15 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             elif isinstance(e, Quantiles):
                 quantiles[key] = e
             elif isinstance(e, Stat):
-                name, _ = sources.setdefault(str(e.expr), (f"\x1fs{len(sources)}", e.expr))
-                stats[key] = Stat(pl.col(name), e.stat).expression().alias(key)
-                stat_source[key] = name
+                add_stat(key, e.expr, e.stat)
             else:
                 aggs[key] = e.alias(key)
         queries.extend(build(lf) for build in plan.queries.values())
     for fs in moments.values():
         c = fs.column
         _count_missing(aggs, c)
-        x = finite(c, pl.Float64())
-        name, _ = sources.setdefault(str(x), (f"\x1fs{len(sources)}", x))
         for stat in ("count", "mean", "var", *(("min", "max") if fs.stat in ("min", "max") else ())):
-            stats[f"\x1fm:{c}:{stat}"] = Stat(pl.col(name), stat).expression().alias(f"\x1fm:{c}:{stat}")
-            stat_source[f"\x1fm:{c}:{stat}"] = name
+            add_stat(f"\x1fm:{c}:{stat}", finite(c, pl.Float64()), stat)
     raw: dict[str, str] = {}  # filled column -> the whole-quantile frame column with its raw values
     for fq in filled.values():
         c = fq.column
