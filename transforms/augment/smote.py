@@ -4,8 +4,9 @@ Generation runs in one ``LazyFrame.map_batches`` call over the rows of the
 classes that grow (a ``filter`` first, so a 2% minority of a large table is all
 that reaches NumPy); the original rows stream past untouched and the new rows
 are appended with a lazy ``concat``. Per class:
-``sklearn.neighbors.NearestNeighbors(k + 1)`` (a k-d tree up to 8 features,
-chunked brute force beyond; never a full pairwise-distance matrix), then
+the exact ``k`` nearest neighbours (:func:`~transforms.augment.neighbours.nearest_neighbours`:
+a k-d tree or chunked brute force, whichever its cost model finds cheaper for the
+data; never a full pairwise-distance matrix), then
 ``x_i + u * (x_nn - x_i)`` for the new rows, with
 ``numpy.random.default_rng(seed)``, interpolated in blocks of rows into one column-major
 array. Memory beyond the output: the minority rows, that array and a few index vectors.
@@ -29,13 +30,12 @@ from transforms.augment._base import (
     keep_dtype,
     n_to_add,
 )
+from transforms.augment.neighbours import nearest_neighbours
 from transforms.base import FitData, FitPlan
 from transforms.errors import ColumnError, FitError
 from transforms.missing import finite
 from transforms.registry import register
 
-#: up to this many features neighbours come from a k-d tree, beyond it from brute force
-_TREE_MAX_FEATURES = 8
 #: synthetic rows interpolated at a time
 _BLOCK = 65_536
 
@@ -53,17 +53,12 @@ def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tu
     >>> bool(np.allclose(new[:, 0], new[:, 1])), seeds.shape
     (True, (3,))
     """
-    from sklearn.neighbors import NearestNeighbors  # imported on use: keeps `import transforms` light
-
     m = len(x)
     rows = rng.integers(0, m, size=n)
     if m < 2:
         return x[rows].copy(), rows
     k = min(k, m - 1)
-    # both are exact; trees lose to (chunked, BLAS) brute force beyond ~8 dimensions
-    algorithm = "auto" if x.shape[1] <= _TREE_MAX_FEATURES else "brute"
-    nn = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(x)
-    neighbours = nn.kneighbors(x, return_distance=False)[:, 1:]
+    neighbours = nearest_neighbours(x, k)
     picks = neighbours[rows, rng.integers(0, k, size=n)]
     steps = rng.random(n)[:, None]
     # column-major: each feature's values are contiguous, ready to become a Series
