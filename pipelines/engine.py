@@ -107,19 +107,33 @@ class ExecutionPlan:
 
 
 def plan_execution(
-    fitted: FittedPipeline, source: pl.LazyFrame, original: pl.LazyFrame, *, train: bool
+    fitted: FittedPipeline,
+    source: pl.LazyFrame,
+    original: pl.LazyFrame,
+    *,
+    train: bool,
+    materialise: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
 ) -> ExecutionPlan:
     """Build the lazy plan of applying ``fitted`` to ``source`` (clean rows with ``__row``).
 
     ``original`` holds the input's values by ``__row``: rows dropped by steps are
     quarantined with them (rows added by augmentation, which have no ``__row``,
     with the values they had when dropped).
+
+    With ``materialise`` (the in-memory regime), the table an augmentation step
+    returns in training is computed once by it and everything after starts from
+    that: Polars does not share a Python batch function (SMOTE's neighbour search)
+    between the output's and the metrics' queries, so it would run in each.
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
     stages = [source]
-    for f in fitted.steps:
-        stages.append(_first_row_keeps_index(f, f.apply(stages[-1], train=train)))
+    start = 0  # the output applies fitted.steps[start:] to stages[start]
+    for i, f in enumerate(fitted.steps):
+        stage = _first_row_keeps_index(f, f.apply(stages[-1], train=train))
+        if materialise is not None and train and _adds_rows(f):
+            stage, start = materialise(stage), i + 1
+        stages.append(stage)
     metrics_queries: list[pl.LazyFrame] = []
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
@@ -142,13 +156,18 @@ def plan_execution(
     metric_keys.append([])
     lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
     # the stages feed the metrics; the output composes runs of column-wise steps into one projection
-    output = apply_steps(fitted.steps, source, train=train, after=_first_row_keeps_index)
+    output = apply_steps(fitted.steps[start:], stages[start], train=train, after=_first_row_keeps_index)
     return ExecutionPlan(output.drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
+
+
+def _adds_rows(f: Fitted) -> bool:
+    """Whether ``f`` is an augmentation step (it changes the rows and drops none)."""
+    return f.changes_rows and f.keep() is None
 
 
 def _first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
     """After an augmentation step: rows it adds copy their seed row's ``__row``; only the first copy keeps it."""
-    if f.changes_rows and f.keep() is None:
+    if _adds_rows(f):
         return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
     return stage
 
@@ -171,11 +190,11 @@ def execute(
     started = time.perf_counter()
     original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
-    plan = plan_execution(fitted, source, original, train=train)
-    queries = [plan.output, *plan.metrics] + (
-        [plan.dropped.sort(ROW, nulls_last=True)] if plan.dropped is not None else []
-    )
     try:
+        plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
+        queries = [plan.output, *plan.metrics] + (
+            [plan.dropped.sort(ROW, nulls_last=True)] if plan.dropped is not None else []
+        )
         results = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
@@ -191,6 +210,10 @@ def execute(
         quarantine = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
     steps = step_metrics(fitted, results[1 : 1 + len(plan.metrics)], plan.metric_keys)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
+
+
+def _in_memory(stage: pl.LazyFrame) -> pl.LazyFrame:
+    return stage.collect().lazy()
 
 
 def step_metrics(fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]]) -> list[dict[str, Any]]:

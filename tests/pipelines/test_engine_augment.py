@@ -1,0 +1,58 @@
+"""The engine with an augmentation step: its rows are generated once and feed output, metrics and quarantine."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from pipelines import engine
+from pipelines.spec import parse_spec
+from transforms.augment import smote as smote_module
+
+SPEC = {
+    "target": "label",
+    "steps": [
+        {"kind": "impute", "method": "mean", "columns": ["x", "y"]},
+        {"kind": "augment", "method": "smote", "seed": 3, "columns": ["x", "y"]},
+        {"kind": "scale", "method": "standard", "columns": ["x", "y"]},
+        {"kind": "outliers", "method": "zscore", "threshold": 2.5, "action": "drop", "columns": ["x", "y"]},
+    ],
+}
+
+
+def _data() -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=n)
+    x[rng.integers(0, n, 20)] = np.nan
+    y = rng.normal(size=n) * 3
+    y[5] = 40.0  # dropped by the z-score step
+    return pl.DataFrame({"x": x, "y": y, "label": (rng.random(n) < 0.1).astype(np.int64)}).with_columns(
+        pl.col("x").fill_nan(None)
+    )
+
+
+def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
+    """Expect: one neighbour search per run (not one for the output and one for the metrics), and the
+    output equal to the library's transform of the same fitted pipeline, with rows conserved."""
+    calls = []
+    real = smote_module.smote_samples
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(smote_module, "smote_samples", spy)
+    df = _data()
+    spec = parse_spec(SPEC)
+    fitted = engine.fit(spec, df)
+    calls.clear()
+    ex = engine.execute(fitted, df, train=True)
+    assert len(calls) == 1
+    assert_frame_equal(ex.output, fitted.transform(df, train=True))
+    added = sum(s["rows_added"] for s in ex.steps)
+    assert added > 0 and ex.quarantine is not None and ex.quarantine.height > 0
+    assert df.height == ex.output.height + ex.quarantine.height - added
+    # the metrics after SMOTE count the augmented rows
+    assert ex.steps[2]["rows_in"] == df.height + added
