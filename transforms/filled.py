@@ -52,12 +52,13 @@ def order_quantile(stat: Callable[[int], Any], size: int, p: float) -> float:
 
 
 def quantiles_of(
-    values: np.ndarray, plain: Mapping[str, Sequence[float]], filled: Mapping[str, Filled]
+    values: np.ndarray, plain: Mapping[str, Sequence[float]], filled: Mapping[str, Filled], *, owned: bool = False
 ) -> dict[str, list[float] | None]:
     """Quantiles of ``values`` (``plain``) and of ``values`` plus ``k`` copies of a fill (``filled``).
 
-    ``values``: 1-D float64, finite, not modified. Each result equals ``np.quantile(...,
-    method="linear")`` on the corresponding multiset (None when it is empty).
+    ``values``: 1-D float64, finite; reordered in place when ``owned`` (no copy), else not
+    modified. Each result equals ``np.quantile(..., method="linear")`` on the corresponding
+    multiset (None when it is empty).
     """
     n = values.size
     ranks: set[int] = set()
@@ -70,7 +71,7 @@ def quantiles_of(
     if len(wanted) > 64 and len(wanted) * 1000 > n:  # many ranks of few values (1000 quantiles of a subsample)
         part = np.sort(values)
     elif wanted:
-        part = values.copy()
+        part = values if owned else values.copy()
         select_ranks(part, wanted)
 
     def stat(i: int) -> float:

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 from transforms.base import FitData, FitPlan, Fitted, Quantiles, Stat, Step
@@ -386,9 +387,8 @@ def _filled_quantiles(
     )
 
     def job(source: str) -> dict[str, list[float] | None]:
-        values = frame[source].drop_nulls().drop_nans().cast(pl.Float64).to_numpy()
         asked = {source: plain[source]} if plain[source] else {}
-        return quantiles_of(values, asked, by_column[source])
+        return quantiles_of(present_values(frame[source]), asked, by_column[source], owned=True)
 
     workers = max(1, min(len(by_column), pl.thread_pool_size()))
     with ThreadPoolExecutor(workers) as pool:
@@ -408,12 +408,20 @@ def subsampled(q: Quantiles) -> pl.Expr:
 
 
 def _column_quantiles(series: pl.Series, probs: tuple[float, ...]) -> list[float] | None:
-    values = series.drop_nulls()
-    if values.dtype.is_float():
-        values = values.drop_nans()
-    if values.len() == 0:
+    values = present_values(series)
+    if values.size == 0:
         return None
-    return quantiles_of(values.cast(pl.Float64).to_numpy(), {"q": probs}, {})["q"]
+    return quantiles_of(values, {"q": probs}, {}, owned=True)["q"]
+
+
+def present_values(series: pl.Series) -> np.ndarray:
+    """The non-null, non-NaN values of ``series`` as a new, writable float64 array (one filter, one copy).
+
+    >>> present_values(pl.Series([1.0, None, float("nan"), 3.0])).tolist()
+    [1.0, 3.0]
+    """
+    kept = series.filter(series.is_not_nan()) if series.dtype.is_float() else series.drop_nulls()
+    return kept.cast(pl.Float64).to_numpy(writable=True)
 
 
 def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]]) -> dict[str, list[float] | None]:

@@ -198,3 +198,27 @@ def test_many_quantiles_of_few_values_match_numpy_bit_for_bit() -> None:
     a = np.round(np.random.default_rng(17).lognormal(size=2_000), 2)
     probs = tuple(float(p) for p in np.linspace(0, 1, 1000))
     assert exact_quantiles(pl.DataFrame({"x": a}), {"x": probs})["x"] == [float(q) for q in np.quantile(a, probs)]
+
+
+def test_quantiles_of_reorders_only_an_owned_array() -> None:
+    """Expect: the same quantiles either way; a borrowed array is left as it was, an owned one is reused
+    (reordered in place, not copied)."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=1001)
+    request = ({"m": (0.5,)}, {"q": ((0.25, 0.75), 40, lambda done: done["m"][0])})
+    borrowed = a.copy()
+    owned = a.copy()
+    assert quantiles_of(borrowed, *request) == quantiles_of(owned, *request, owned=True)
+    np.testing.assert_array_equal(borrowed, a)
+    assert not np.array_equal(owned, a) and sorted(owned) == sorted(a)
+
+
+def test_present_values_drop_nulls_and_nan_keep_infinities() -> None:
+    """Expect: the values quantiles are taken of: nulls and NaN gone, +/-inf kept, ints as float64, writable."""
+    from transforms.fitting import present_values
+
+    got = present_values(pl.Series([1.0, None, float("nan"), float("inf"), -float("inf")]))
+    assert got.tolist() == [1.0, float("inf"), -float("inf")] and got.flags.writeable
+    ints = present_values(pl.Series([3, None, 1], dtype=pl.Int32))
+    assert ints.dtype == np.float64 and ints.tolist() == [3.0, 1.0] and ints.flags.writeable
+    assert present_values(pl.Series([1.0, 2.0])).flags.writeable  # no nulls: Polars' zero-copy view is copied
