@@ -8,7 +8,7 @@ the exact ``k`` nearest neighbours (:func:`~transforms.augment.neighbours.neares
 a k-d tree or chunked brute force, whichever its cost model finds cheaper for the
 data; never a full pairwise-distance matrix), then
 ``x_i + u * (x_nn - x_i)`` for the new rows, with
-``numpy.random.default_rng(seed)``, interpolated in blocks of rows into one column-major
+``numpy.random.default_rng(seed)``, interpolated one feature at a time into one column-major
 array. Memory beyond the output: the minority rows, that array and a few index vectors.
 """
 
@@ -36,9 +36,6 @@ from transforms.errors import ColumnError, FitError
 from transforms.missing import finite
 from transforms.registry import register
 
-#: synthetic rows interpolated at a time
-_BLOCK = 65_536
-
 
 def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic points from the rows of ``x``, and the row each was seeded from.
@@ -60,17 +57,18 @@ def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tu
     k = min(k, m - 1)
     neighbours = nearest_neighbours(x, k)
     picks = neighbours[rows, rng.integers(0, k, size=n)]
-    steps = rng.random(n)[:, None]
-    # column-major: each feature's values are contiguous, ready to become a Series
+    steps = rng.random(n)
+    # column-major: each feature's values are contiguous, ready to become a Series; one feature
+    # at a time, so the gathers read a contiguous column and the temporary is one column
     new = np.empty((n, x.shape[1]), order="F")
-    for lo in range(0, n, _BLOCK):  # one block-sized temporary, not an n x d one
-        hi = min(lo + _BLOCK, n)
-        start = x[rows[lo:hi]]
-        block = new[lo:hi]
-        block[...] = x[picks[lo:hi]]
-        block -= start
-        block *= steps[lo:hi]
-        block += start
+    columns = np.asfortranarray(x)
+    for j in range(x.shape[1]):
+        feature, out = columns[:, j], new[:, j]
+        start = feature[rows]
+        np.take(feature, picks, out=out)
+        out -= start
+        out *= steps
+        out += start
     return new, rows
 
 
