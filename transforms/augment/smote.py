@@ -37,13 +37,15 @@ from transforms.missing import finite
 from transforms.registry import register
 
 
-def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def smote_samples(
+    x: np.ndarray, n: int, k: int, rng: np.random.Generator, *, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic points from the rows of ``x``, and the row each was seeded from.
 
     Each point is ``x[i] + u * (x[j] - x[i])`` for a random row ``i``, ``j`` one
     of the ``k`` nearest neighbours of ``i`` among the rows of ``x`` (itself
     excluded, as in imbalanced-learn) and ``u ~ U[0, 1)``. ``k`` is capped at
-    ``len(x) - 1``; a single row is copied.
+    ``len(x) - 1``; a single row is copied. ``workers``: threads of the neighbour search.
 
     >>> x = np.array([[0.0, 0.0], [1.0, 1.0]])
     >>> new, seeds = smote_samples(x, 3, 5, np.random.default_rng(0))
@@ -55,7 +57,7 @@ def smote_samples(x: np.ndarray, n: int, k: int, rng: np.random.Generator) -> tu
     if m < 2:
         return x[rows].copy(), rows
     k = min(k, m - 1)
-    neighbours = nearest_neighbours(x, k)
+    neighbours = nearest_neighbours(x, k, workers=workers)
     picks = neighbours[rows, rng.integers(0, k, size=n)]
     steps = rng.random(n)
     # column-major: each feature's values are contiguous, ready to become a Series; one feature
@@ -81,6 +83,7 @@ def _smote_batch(
     n_new: tuple[int, ...],
     k: int,
     seed: int,
+    workers: int,
 ) -> pl.DataFrame:
     """The synthetic rows for every growing class of ``df`` (the filtered minority rows)."""
     rng = np.random.default_rng(seed)
@@ -93,7 +96,7 @@ def _smote_batch(
         if rows.height == 0:
             continue
         x = rows.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
-        new, seeds = smote_samples(x, n, k, rng)
+        new, seeds = smote_samples(x, n, k, rng, workers=workers)
         copied = rows.drop(columns)[seeds]  # the seed row's other columns
         features = [keep_dtype(pl.Series(c, new[:, j]), df.schema[c]) for j, c in enumerate(columns)]
         parts.append(copied.with_columns(features).select(df.columns))
@@ -118,6 +121,7 @@ class FittedSMOTE(FittedClassBalance):
             n_new=self.n_new,
             k=self.step.k_neighbors,  # type: ignore[attr-defined]
             seed=self.step.seed,
+            workers=pl.thread_pool_size(),  # here, not in the batch function: there it answers 1
         )
         return lf.filter(keep).map_batches(fn)
 
