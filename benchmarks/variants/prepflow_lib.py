@@ -72,8 +72,8 @@ def fitted_path(ctx: Context) -> Path:
 
 def _fit_transform(ctx: Context) -> Work:
     pipe = pipeline(ctx.case)
-    if ctx.case == 6:  # SMOTE imports scikit-learn's neighbours on first use: keep the import out of the timing
-        importlib.import_module("sklearn.neighbors")
+    if ctx.case == 6:  # SMOTE imports SciPy's k-d tree or scikit-learn's brute force on first use: keep the
+        importlib.import_module("sklearn.neighbors")  # import out of the timing (this one loads scipy.spatial too)
 
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
