@@ -18,8 +18,14 @@ the benchmark's data); the tree runs when ``f * d <= 0.75``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
+    from scipy.spatial._ckdtree import cKDTreeNode
 
 #: rows the cost model probes
 _PROBES = 64
@@ -54,15 +60,14 @@ def nearest_neighbours(x: np.ndarray, k: int, *, workers: int | None = None) -> 
     return nn.kneighbors(x, return_distance=False)[:, 1:]
 
 
-def tree_cost(x: np.ndarray, tree: object, k: int) -> float:
+def tree_cost(x: np.ndarray, tree: cKDTree, k: int) -> float:
     """The k-d tree search's estimated cost as a share of brute force's (see the module's docstring)."""
-    starts = np.sort(_leaf_starts(tree.tree))  # type: ignore[attr-defined]
-    points = x[tree.indices]  # type: ignore[attr-defined]
+    starts = np.sort(_leaf_starts(tree.tree))
+    points = x[tree.indices]
     lo = np.minimum.reduceat(points, starts, axis=0)
     hi = np.maximum.reduceat(points, starts, axis=0)
     sizes = np.diff(np.append(starts, len(x)))
     probes = x[np.linspace(0, len(x) - 1, min(_PROBES, len(x))).astype(np.intp)]
-    # squared distance of each probe to every row, and of its k-th neighbour (itself is the 0th)
     # squared distance of each probe to its k-th neighbour (itself is the 0th); an estimate, so
     # the GEMM form's rounding does not matter
     d2 = (probes**2).sum(axis=1)[:, None] + (x**2).sum(axis=1)[None, :] - 2.0 * (probes @ x.T)
@@ -77,13 +82,13 @@ def tree_cost(x: np.ndarray, tree: object, k: int) -> float:
     return share * x.shape[1]
 
 
-def _leaf_starts(root: object) -> np.ndarray:
+def _leaf_starts(root: cKDTreeNode) -> np.ndarray:
     """The first position (in the tree's index order) of every leaf under ``root``."""
     starts, stack = [], [root]
     while stack:
         node = stack.pop()
-        if node.split_dim == -1:  # type: ignore[attr-defined]
-            starts.append(node.start_idx)  # type: ignore[attr-defined]
+        if node.split_dim == -1:
+            starts.append(node.start_idx)
         else:
-            stack += [node.lesser, node.greater]  # type: ignore[attr-defined]
+            stack += [node.lesser, node.greater]
     return np.asarray(starts, dtype=np.intp)
