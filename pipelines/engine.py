@@ -131,7 +131,7 @@ def plan_execution(
     start = 0  # the output applies fitted.steps[start:] to stages[start]
     for i, f in enumerate(fitted.steps):
         stage = _first_row_keeps_index(f, f.apply(stages[-1], train=train))
-        if materialise is not None and train and _adds_rows(f):
+        if materialise is not None and train and f.adds_rows:
             stage, start = materialise(stage), i + 1
         stages.append(stage)
     metrics_queries: list[pl.LazyFrame] = []
@@ -160,14 +160,9 @@ def plan_execution(
     return ExecutionPlan(output.drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
 
 
-def _adds_rows(f: Fitted) -> bool:
-    """Whether ``f`` is an augmentation step (it changes the rows and drops none)."""
-    return f.changes_rows and f.keep() is None
-
-
 def _first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
     """After an augmentation step: rows it adds copy their seed row's ``__row``; only the first copy keeps it."""
-    if _adds_rows(f):
+    if f.adds_rows:
         return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
     return stage
 

@@ -79,7 +79,7 @@ def plan(
 
 def _keep_row(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
     """As the engine: rows an augmentation step adds copy their seed row's ``__row``; only the first keeps it."""
-    if f.changes_rows and f.keep() is None and ROW in stage.collect_schema():
+    if f.adds_rows and ROW in stage.collect_schema():
         return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
     return stage
 

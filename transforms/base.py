@@ -281,6 +281,11 @@ class Fitted:
         """Whether this step can drop or add rows."""
         return False
 
+    @property
+    def adds_rows(self) -> bool:
+        """Whether this step adds rows (augmentation): it changes the rows and drops none."""
+        return self.changes_rows and self.keep() is None
+
     def state(self) -> dict[str, Any]:
         """The learned state as plain data."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "step"}

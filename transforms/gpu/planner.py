@@ -132,7 +132,7 @@ def _schemas(fitted: FittedPipeline, schema: pl.Schema, train: bool) -> list[pl.
 
 def gpu_ops(fitted: Any, schema: pl.Schema, index: int, *, train: bool, precision: str) -> StepOps:
     """The step's GPU operations, checked to build; raises :class:`Unsupported` with the reason."""
-    if fitted.changes_rows and fitted.keep() is None:
+    if fitted.adds_rows:
         raise Unsupported("adds rows (augmentation) on the Polars path" if train else "augmentation step")
     ops = describe(fitted, schema, index=index)
     for op in ops.ops:
