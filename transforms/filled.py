@@ -67,11 +67,10 @@ def quantiles_of(
     for probs, k, _ in filled.values():
         ranks |= {r for p in probs for j in [_floor(n + k, p)] for r in (j, j + 1, j - k, j + 1 - k)}
     wanted = sorted(r for r in ranks if 0 <= r < n)
-    part = values
+    part = values if owned or not wanted else values.copy()
     if len(wanted) > 64 and len(wanted) * 1000 > n:  # many ranks of few values (1000 quantiles of a subsample)
-        part = np.sort(values)
+        part.sort()
     elif wanted:
-        part = values if owned else values.copy()
         select_ranks(part, wanted)
 
     def stat(i: int) -> float:
