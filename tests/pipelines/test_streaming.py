@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import polars.selectors as cs
+import psutil
 import pytest
 
-from benchmarks.runner import measure
 from pipelines import commands, regime
 from transforms.atomic import TMP_PREFIX
 
@@ -346,12 +348,37 @@ steps:
 """
 
 
-def peak_rss(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(peak MB, seconds) of ``cmd``, measured as the benchmarks measure it (the larger of the process's
-    ``ru_maxrss`` and its sampled process tree); fails on a non-zero exit."""
-    rc, seconds, peak, out = measure(cmd, timeout=300, log=log)
-    assert rc == 0, out[-2000:]
-    return peak / 2**20, seconds
+class PeakRSS:
+    """Run a command; sample the peak RSS of its process tree (psutil, every 20 ms) until it exits."""
+
+    def __init__(self, cmd: list[str], cwd: Path) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.peak = 0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        ps = psutil.Process(self.proc.pid)
+        while not self._done.is_set():
+            total = 0
+            try:
+                for p in [ps, *ps.children(recursive=True)]:
+                    total += p.memory_info().rss
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            self._done.wait(0.02)
+
+    def wait(self) -> tuple[float, float]:
+        """(peak MB, seconds); fails on a non-zero exit."""
+        _, err = self.proc.communicate(timeout=300)
+        seconds = time.perf_counter() - self.started
+        self._done.set()
+        self._sampler.join()
+        assert self.proc.returncode == 0, err.decode()[-2000:]
+        return self.peak / 2**20, seconds
 
 
 @dataclass(frozen=True)
@@ -382,10 +409,10 @@ def peaks(tmp_path_factory: pytest.TempPathFactory) -> Peaks:
     data, spec = work / "big.parquet", work / "spec.yaml"
     spec.write_text(MEMORY_SPEC)
     subprocess.run([sys.executable, "-c", GENERATE, str(data), str(ROWS_BIG)], check=True, cwd=root, timeout=300)
-    imports, _ = peak_rss([sys.executable, "-c", IMPORTS], work / "imports")
+    imports, _ = PeakRSS([sys.executable, "-c", IMPORTS], root).wait()
     fit = [sys.executable, "-c", FIT, str(spec), str(data)]
-    streamed_mb, streamed_s = peak_rss([*fit, str(work / "s.json"), "stream"], work / "stream")
-    memory_mb, memory_s = peak_rss([*fit, str(work / "m.json"), "memory"], work / "memory")
+    streamed_mb, streamed_s = PeakRSS([*fit, str(work / "s.json"), "stream"], root).wait()
+    memory_mb, memory_s = PeakRSS([*fit, str(work / "m.json"), "memory"], root).wait()
     return Peaks(
         imports, streamed_mb, memory_mb, streamed_s, memory_s, table=ROWS_BIG * 10 * 8 / 2**20,
         batch=250_000 * 10 * 8 / 2**20, fitted=json.loads((work / "s.json").read_text()),
@@ -398,8 +425,7 @@ def test_streamed_fit_peak_memory_is_well_below_the_in_memory_fit(peaks: Peaks) 
     4M x 10 Float64 (305 MB of values) peaks below 0.6x the in-memory fit, which holds the table (> imports +
     table). A streamed fit that materialised the table (e.g. a Polars quantile, which holds its column even
     on the streaming engine) would peak at about imports + table + the engine's read-ahead (~0.75x): the
-    bound tells them apart. Measured here (2 shared cores, true peaks): streamed 440-460 MB, in memory 906-916
-    MB (0.49x); in a fresh virtual environment (157 MB after imports, against 106): 494-524 and 930-951 MB (0.55x)."""
+    bound tells them apart. Measured here (2 shared cores): streamed 450 MB, in memory 943 MB (0.48x)."""
     assert peaks.fitted["fit_method"]["quantiles"] == "kll" and peaks.fitted["fit_rows"] == ROWS_BIG
     print(peaks)
     assert peaks.memory > peaks.imports + peaks.table, peaks  # the in-memory fit holds the table: the test can tell
