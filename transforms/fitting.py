@@ -44,6 +44,7 @@ from transforms.errors import PrepflowError
 from transforms.filled import Filled, quantiles_of
 from transforms.missing import finite
 from transforms.stats.moments import Moments
+from transforms.threads import budget
 
 T = TypeVar("T")
 
@@ -390,7 +391,7 @@ def _filled_quantiles(
         asked = {source: plain[source]} if plain[source] else {}
         return quantiles_of(present_values(frame[source]), asked, by_column[source], owned=True)
 
-    workers = max(1, min(len(by_column), pl.thread_pool_size()))
+    workers = max(1, min(len(by_column), budget()))
     with ThreadPoolExecutor(workers) as pool:
         for part in pool.map(job, list(by_column)):
             out.update(part)
@@ -434,7 +435,7 @@ def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]])
     >>> exact_quantiles(pl.DataFrame({"x": [1.0, None, 3.0, float("nan")]}), {"x": (0.5,)})
     {'x': [2.0]}
     """
-    workers = max(1, min(len(probs), pl.thread_pool_size()))
+    workers = max(1, min(len(probs), budget()))
     if workers == 1:
         return {k: _column_quantiles(frame[k], q) for k, q in probs.items()}
     with ThreadPoolExecutor(workers) as pool:

@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
+
+from transforms.threads import budget, native_threads
 
 if TYPE_CHECKING:
     from scipy.spatial import cKDTree
@@ -40,9 +41,10 @@ def nearest_neighbours(x: np.ndarray, k: int, *, workers: int | None = None) -> 
 
     As ``NearestNeighbors(n_neighbors=k + 1).kneighbors(x)[:, 1:]`` (imbalanced-learn's
     SMOTE): with duplicate rows a row's own index may be among the ``k``. Requires
-    ``k < len(x)``. ``workers``: threads of the tree search (default: Polars' thread pool
-    size, ``POLARS_MAX_THREADS``). Inside a Polars batch function pass it in: there
-    ``pl.thread_pool_size()`` answers 1 (measured: the search then took 1.2-1.4 s instead of 0.5-0.6 s).
+    ``k < len(x)``. ``workers``: threads of the search, the tree's and BLAS's (default:
+    :func:`transforms.threads.budget`, Polars' thread pool size). Inside a Polars batch function
+    pass it in: there ``pl.thread_pool_size()`` answers 1 (measured: the search then took 1.2-1.4 s
+    instead of 0.5-0.6 s).
 
     >>> x = np.array([[0.0], [1.0], [3.0], [7.0]])
     >>> nearest_neighbours(x, 2).tolist()
@@ -50,14 +52,16 @@ def nearest_neighbours(x: np.ndarray, k: int, *, workers: int | None = None) -> 
     """
     from scipy.spatial import cKDTree  # imported on use: keeps `import transforms` light
 
-    tree = cKDTree(x, leafsize=_LEAFSIZE)
-    if tree_cost(x, tree, k) <= _TREE_MAX_COST:
-        _, idx = tree.query(x, k=k + 1, workers=workers or pl.thread_pool_size())
-        return np.asarray(idx[:, 1:], dtype=np.intp)
-    from sklearn.neighbors import NearestNeighbors
+    workers = workers or budget()
+    with native_threads(workers):  # the cost model's and the brute force's BLAS: the same budget
+        tree = cKDTree(x, leafsize=_LEAFSIZE)
+        if tree_cost(x, tree, k) <= _TREE_MAX_COST:
+            _, idx = tree.query(x, k=k + 1, workers=workers)
+            return np.asarray(idx[:, 1:], dtype=np.intp)
+        from sklearn.neighbors import NearestNeighbors
 
-    nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
-    return nn.kneighbors(x, return_distance=False)[:, 1:]
+        nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
+        return nn.kneighbors(x, return_distance=False)[:, 1:]
 
 
 def tree_cost(x: np.ndarray, tree: cKDTree, k: int) -> float:

@@ -35,6 +35,7 @@ from transforms.base import FitData, FitPlan
 from transforms.errors import ColumnError, FitError
 from transforms.missing import finite
 from transforms.registry import register
+from transforms.threads import budget
 
 
 def smote_samples(
@@ -121,7 +122,7 @@ class FittedSMOTE(FittedClassBalance):
             n_new=self.n_new,
             k=self.step.k_neighbors,  # type: ignore[attr-defined]
             seed=self.step.seed,
-            workers=pl.thread_pool_size(),  # here, not in the batch function: there it answers 1
+            workers=budget(),  # here, not in the batch function: there Polars answers 1
         )
         return lf.filter(keep).map_batches(fn)
 

@@ -42,6 +42,7 @@ from transforms.base import FitData, FitPlan
 from transforms.impute._common import FittedImpute, ImputeStep, output_schema
 from transforms.missing import finite, float_dtype
 from transforms.registry import register
+from transforms.threads import budget, native_threads
 
 _QUERY = "reference"
 
@@ -53,10 +54,12 @@ def _impute_batch(
     n_neighbors: int,
     weights: str,
     columns: tuple[str, ...],
+    workers: int,
     **_: Any,
 ) -> pl.Series:
     """Impute one batch (a struct Series of Float64 fields) against ``reference``.
 
+    The distances' BLAS runs on ``workers`` threads (Polars' budget, read where the plan is built).
     Extra keywords (Polars passes ``return_dtype``) are ignored.
     """
     from sklearn.impute import KNNImputer as _SkKNN
@@ -69,7 +72,8 @@ def _impute_batch(
     if reference.shape[0] and missing.any():
         imputer = _SkKNN(n_neighbors=n_neighbors, weights=weights, keep_empty_features=True).fit(reference)
         infinite = np.isinf(X)
-        filled = imputer.transform(np.asfortranarray(np.where(infinite, np.nan, X)) if infinite.any() else X)
+        with native_threads(workers):
+            filled = imputer.transform(np.asfortranarray(np.where(infinite, np.nan, X)) if infinite.any() else X)
         empty = np.isnan(reference).all(axis=0)
         out = np.where(missing & ~empty, filled, X)
     frame = pl.DataFrame({c: out[:, j] for j, c in enumerate(columns)}, schema=dict.fromkeys(columns, pl.Float64))
@@ -89,7 +93,14 @@ class FittedKNNImputer(FittedImpute):
             return lf
         step: KNNImputer = self.step  # type: ignore[assignment]
         ref = np.asfortranarray(np.array(self.reference, dtype=np.float64).reshape(len(self.reference), len(cols)))
-        fn = partial(_impute_batch, reference=ref, n_neighbors=step.n_neighbors, weights=step.weights, columns=cols)
+        fn = partial(
+            _impute_batch,
+            reference=ref,
+            n_neighbors=step.n_neighbors,
+            weights=step.weights,
+            columns=cols,
+            workers=budget(),  # here, not in the batch function: there Polars answers 1
+        )
         tmp = "__prepflow_knn"
         while tmp in schema:
             tmp = f"_{tmp}"
