@@ -434,11 +434,14 @@ def peaks(tmp_path_factory: pytest.TempPathFactory) -> Peaks:
 @pytest.mark.slow
 def test_streamed_fit_peak_memory_is_well_below_the_in_memory_fit(peaks: Peaks) -> None:
     """Expect: fitting median impute -> IQR clip -> robust scale streamed (KLL sketches, chunk_rows 250k) on
-    4M x 10 Float64 (305 MB of values) peaks below 0.6x the in-memory fit, which holds the table (> imports +
-    table). A streamed fit that materialised the table (e.g. a Polars quantile, which holds its column even
-    on the streaming engine) would peak at about imports + table + the engine's read-ahead (~0.75x): the
-    bound tells them apart. Measured here (2 shared cores): streamed 450 MB, in memory 943 MB (0.48x)."""
+    4M x 10 Float64 (305 MB of values) needs, above the RSS after imports, below 0.55x what the in-memory fit
+    needs, which holds the table. A streamed fit that materialised the table (e.g. a Polars quantile, which
+    holds its column even on the streaming engine) would need about the table + the engine's read-ahead
+    (~0.7x): the bound tells them apart. Net of imports, because the imports' RSS differs between
+    environments (104 MB in the dev venv, 136-157 MB in a fresh one) and would move a gross ratio
+    (0.48-0.55x gross, measured, against 0.41-0.45x net). Measured here (2 shared cores): imports 104 MB,
+    streamed 450 MB, in memory 943 MB."""
     assert peaks.fitted["fit_method"]["quantiles"] == "kll" and peaks.fitted["fit_rows"] == ROWS_BIG
     print(peaks)
     assert peaks.memory > peaks.imports + peaks.table, peaks  # the in-memory fit holds the table: the test can tell
-    assert peaks.streamed < 0.6 * peaks.memory, peaks
+    assert peaks.streamed - peaks.imports < 0.55 * (peaks.memory - peaks.imports), peaks
