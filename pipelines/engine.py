@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -37,6 +37,7 @@ ROW = "__row"
 REASONS = "__reasons"
 STAGE = "__stage"
 Progress = Callable[[str], None]
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def _quiet(_: str) -> None:
@@ -130,7 +131,7 @@ def plan_execution(
     stages = [source]
     start = 0  # the output applies fitted.steps[start:] to stages[start]
     for i, f in enumerate(fitted.steps):
-        stage = _first_row_keeps_index(f, f.apply(stages[-1], train=train))
+        stage = first_row_keeps_index(f, f.apply(stages[-1], train=train))
         if materialise is not None and train and f.adds_rows:
             stage, start = materialise(stage), i + 1
         stages.append(stage)
@@ -148,23 +149,46 @@ def plan_execution(
                 (reasons if reasons is not None else pl.lit([f.step.label])).alias(REASONS),
                 pl.lit(f.step.label).alias(STAGE),
             )
-            tags = [ROW, REASONS, STAGE]
-            dropped.append(original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"))
-            kept_cols = [c for c in input_columns if c in stage.collect_schema()]
-            dropped.append(gone.filter(pl.col(ROW).is_null()).select(*kept_cols, *tags))
+            dropped.extend(with_input_values(original, gone, input_columns))
     metrics_queries.append(stages[-1].select(pl.len().alias("__rows")))
     metric_keys.append([])
     lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
     # the stages feed the metrics; the output composes runs of column-wise steps into one projection
-    output = apply_steps(fitted.steps[start:], stages[start], train=train, after=_first_row_keeps_index)
+    output = apply_steps(fitted.steps[start:], stages[start], train=train, after=first_row_keeps_index)
     return ExecutionPlan(output.drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
 
 
-def _first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
+def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
     """After an augmentation step: rows it adds copy their seed row's ``__row``; only the first copy keeps it."""
-    if f.adds_rows:
+    if f.adds_rows and ROW in stage.collect_schema():
         return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
     return stage
+
+
+def with_input_values(original: Frame, gone: Frame, input_columns: Sequence[str]) -> list[Frame]:
+    """Rows a step dropped (``gone``, tagged with reasons and stage) with the values they had in the input.
+
+    Rows of the input get them from ``original`` by ``__row``; rows an augmentation step
+    added (no ``__row``) keep the values they had when dropped.
+    """
+    tags = [ROW, REASONS, STAGE]
+    names = gone.collect_schema().names()
+    return [
+        original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"),
+        gone.filter(pl.col(ROW).is_null()).select(*[c for c in input_columns if c in names], *tags),
+    ]
+
+
+def quarantine_of(parts: Sequence[Frame], input_columns: Sequence[str]) -> Frame | None:
+    """The quarantine from its parts (the input schema's rows, each step's dropped rows), in input order.
+
+    Columns: the input's, ``__row``, the reasons and the stage; rows without ``__row`` (added by
+    augmentation) last. None when there are no parts.
+    """
+    if not parts:
+        return None
+    quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
+    return quarantine.select(*input_columns, ROW, REASONS, STAGE)
 
 
 def execute(
@@ -199,10 +223,7 @@ def execute(
         for q in (validated.quarantine if validated else None, results[-1] if plan.dropped is not None else None)
         if q is not None
     ]
-    quarantine = None
-    if parts:
-        quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
-        quarantine = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
+    quarantine = quarantine_of(parts, plan.input_columns)
     steps = step_metrics(fitted, results[1 : 1 + len(plan.metrics)], plan.metric_keys)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
 

@@ -33,12 +33,11 @@ from typing import Any
 import polars as pl
 
 from pipelines import engine, io
-from pipelines.engine import REASONS, ROW, STAGE, Execution, Progress
+from pipelines.engine import ROW, STAGE, Execution, Progress
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, UsageError
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
-from transforms.base import Fitted
 from transforms.errors import PrepflowError
 from transforms.gpu import execute as gpu_execute
 from transforms.gpu.array import array_module
@@ -77,13 +76,6 @@ def plan(
         raise UsageError(f"engine: {exc}. Use backend: auto or polars to run without a GPU.") from exc
 
 
-def _keep_row(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
-    """As the engine: rows an augmentation step adds copy their seed row's ``__row``; only the first keeps it."""
-    if f.adds_rows and ROW in stage.collect_schema():
-        return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
-    return stage
-
-
 def _annotate(steps: list[dict[str, Any]], p: Plan) -> list[dict[str, Any]]:
     for entry, placement in zip(steps, p.placements, strict=False):
         entry["backend"] = p.xp if placement.where == "gpu" else "polars"
@@ -118,20 +110,15 @@ def execute(
     source = original if validated is None else validated.clean.with_columns(validated.rows.alias(ROW))
     input_columns = [c for c in df.columns if c != ROW]
     try:
-        result = gpu_execute.run(fitted, source, p, train=train, hook=_keep_row, dropped_columns=[*input_columns, ROW])
+        result = gpu_execute.run(
+            fitted, source, p, train=train, hook=engine.first_row_keeps_index, dropped_columns=[*input_columns, ROW]
+        )
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
     parts = [validated.quarantine] if validated is not None and validated.quarantine is not None else []
     for d in result.dropped:
-        gone = d.frame.with_columns(pl.lit(d.label).alias(STAGE))
-        tags = [ROW, REASONS, STAGE]
-        parts.append(original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"))
-        kept = [c for c in input_columns if c in gone.columns]
-        parts.append(gone.filter(pl.col(ROW).is_null()).select(*kept, *tags))
-    quarantine = None
-    if parts:
-        quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
-        quarantine = quarantine.select(*input_columns, ROW, REASONS, STAGE)
+        parts += engine.with_input_values(original, d.frame.with_columns(pl.lit(d.label).alias(STAGE)), input_columns)
+    quarantine = engine.quarantine_of(parts, input_columns)
     frames = [pl.DataFrame({"__rows": [s.rows_in], **{k: [v] for k, v in s.metrics.items()}}) for s in result.steps]
     frames.append(pl.DataFrame({"__rows": [result.output.height]}))
     keys = [list(s.metrics) for s in result.steps] + [[]]

@@ -345,9 +345,9 @@ def _stream(
                 raise type(exc)(f"{input_path}: {exc}") from exc
             lost = [q for q in (holder.quarantine, plan.dropped) if q is not None]
             sinks = {outs.output: plan.output}
-            if lost:
-                quarantine = pl.concat(lost, how="diagonal_relaxed").sort(ROW, nulls_last=True)
-                sinks[outs.quarantine] = quarantine.select(*plan.input_columns, ROW, REASONS, STAGE)
+            quarantine = engine.quarantine_of(lost, plan.input_columns)
+            if quarantine is not None:
+                sinks[outs.quarantine] = quarantine
             for target in sinks:
                 tmps[target] = io.tmp_path(target)
             # the output alone first: a query shared by the (slow) output sink and fast consumers
