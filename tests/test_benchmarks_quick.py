@@ -38,3 +38,18 @@ def test_quick_cases_1_and_2(tmp_path: Path) -> None:
     # two masked fit scans dominate at this size), so the guard asserts only that prepflow stays faster
     for case in (1, 2):
         assert ratio(results, case, "prepflow", "sklearn") < 1.0, report
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_smote_memory_reports_what_each_library_adds(tmp_path: Path) -> None:
+    """Expect: both libraries run case 6 at 20k rows and balance it; the report's RSS figures are ordered
+    (imports <= after read <= peak) and prepflow's table rows match imbalanced-learn's."""
+    from benchmarks.smote_memory import measure
+    from benchmarks.smote_memory import table as memory_table
+
+    results = measure(20_000, cache=tmp_path)
+    assert set(results) == {"prepflow", "imbalanced-learn"}
+    for r in results.values():
+        assert 0 < r["imports"] <= r["read"] <= r["peak"], results
+    assert results["prepflow"]["rows_out"] == results["imbalanced-learn"]["rows_out"] > 20_000, results
+    assert "| prepflow |" in memory_table(results)
