@@ -467,9 +467,9 @@ def _variants(text: str) -> list[str]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="Benchmark prepflow against scikit-learn, pandas and hand-written Polars (benchmarks/README.md).",
     )
     p.add_argument("--cases", type=_cases, default=list(CASES), help="comma-separated case numbers (default: all)")
@@ -505,8 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    """``python -m benchmarks`` and ``prepflow bench``: run the cases, print the table; 1 when a run failed."""
+    args = build_parser(prog).parse_args(argv)
     if args.quick:
         args.rows = args.rows or QUICK_ROWS
         args.runs = args.runs or 1
@@ -514,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_rows(args.rows)
     except argparse.ArgumentTypeError as exc:
-        build_parser().error(str(exc))
+        build_parser(prog).error(str(exc))
     if args.check:
         from benchmarks.check import check
 

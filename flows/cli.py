@@ -176,6 +176,26 @@ def flow_run(
             err.print(f"{parts['count']} partition(s) on {result.get('cluster', 'dask')}", markup=False)
 
 
+NO_BENCHMARKS = (
+    "error: `prepflow bench` runs the benchmark suite of a source checkout (benchmarks/ beside transforms/), "
+    "which this installation does not have: clone the repository, `pip install -e '.[dev]'` in it and run "
+    "`prepflow bench` (or `python -m benchmarks`) there"
+)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmark suite against scikit-learn, pandas and hand-written Polars (`prepflow bench --help`)."""
+    try:
+        from benchmarks.runner import main as run_benchmarks
+    except ImportError:
+        cli._fail(NO_BENCHMARKS, 2, False)
+    raise typer.Exit(run_benchmarks(ctx.args, prog="prepflow bench"))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli.main()

@@ -76,3 +76,22 @@ def test_the_pinned_prefect_server_starts_and_answers() -> None:
     with get_client(sync_client=True) as client:
         assert client.api_healthcheck() is None
         assert isinstance(client.read_flows(), list)
+
+
+def test_bench_runs_the_benchmark_suite_with_its_options(tmp_path: Path) -> None:
+    """Expect: ``prepflow bench`` is ``python -m benchmarks``: its options pass through, it writes the JSON."""
+    import json
+
+    args = ["--cases", "1", "--variants", "sklearn,prepflow", "--rows", "5000", "--runs", "1"]
+    result = CliRunner().invoke(app, ["bench", *args, "--cache", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert "prepflow" in result.output
+    runs = json.loads((tmp_path / "r.json").read_text())
+    assert {r["variant"] for r in runs["results"]} == {"sklearn", "prepflow"}, runs
+
+
+def test_bench_without_the_source_checkout_says_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "benchmarks.runner", None)  # as in an installation without benchmarks/
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "source checkout" in result.output and "Traceback" not in result.output
