@@ -439,7 +439,7 @@ def test_streamed_fit_peak_memory_is_well_below_the_in_memory_fit(peaks: Peaks) 
     holds its column even on the streaming engine) would need about the table + the engine's read-ahead
     (~0.7x): the bound tells them apart. Net of imports, because the imports' RSS differs between
     environments (104 MB in the dev venv, 136-157 MB in a fresh one) and would move a gross ratio
-    (0.48-0.55x gross, measured, against 0.41-0.45x net). Measured here (2 shared cores): imports 104 MB,
+    (0.48-0.55x gross, measured, against 0.41-0.46x net). Measured here (2 shared cores): imports 104 MB,
     streamed 450 MB, in memory 943 MB."""
     assert peaks.fitted["fit_method"]["quantiles"] == "kll" and peaks.fitted["fit_rows"] == ROWS_BIG
     print(peaks)
