@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -44,7 +43,7 @@ from transforms.errors import PrepflowError
 from transforms.filled import Filled, quantiles_of
 from transforms.missing import finite
 from transforms.stats.moments import Moments
-from transforms.threads import budget
+from transforms.threads import parallel_map
 
 T = TypeVar("T")
 
@@ -383,18 +382,17 @@ def _filled_quantiles(
             return row[k]
 
         by_column.setdefault(raw[fq.column], {})[key] = (fq.probs, int(row[f"\x1fk:{fq.column}"]), fill_of)
-    out = exact_quantiles(
-        frame.select([k for k in plain if k not in by_column]), {k: q for k, q in plain.items() if k not in by_column}
-    )
 
     def job(source: str) -> dict[str, list[float] | None]:
+        if source not in by_column:
+            return {source: _column_quantiles(frame[source], plain[source])}
         asked = {source: plain[source]} if plain[source] else {}
         return quantiles_of(present_values(frame[source]), asked, by_column[source], owned=True)
 
-    workers = max(1, min(len(by_column), budget()))
-    with ThreadPoolExecutor(workers) as pool:
-        for part in pool.map(job, list(by_column)):
-            out.update(part)
+    out: dict[str, list[float] | None] = {}
+    # the plain columns and the filled ones in one pool: every column is one selection
+    for part in parallel_map(job, [k for k in plain if k not in by_column] + list(by_column)):
+        out.update(part)
     return out
 
 
@@ -435,9 +433,5 @@ def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]])
     >>> exact_quantiles(pl.DataFrame({"x": [1.0, None, 3.0, float("nan")]}), {"x": (0.5,)})
     {'x': [2.0]}
     """
-    workers = max(1, min(len(probs), budget()))
-    if workers == 1:
-        return {k: _column_quantiles(frame[k], q) for k, q in probs.items()}
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {k: pool.submit(_column_quantiles, frame[k], q) for k, q in probs.items()}
-        return {k: f.result() for k, f in futures.items()}
+    keys = list(probs)
+    return dict(zip(keys, parallel_map(lambda k: _column_quantiles(frame[k], probs[k]), keys), strict=True))

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_info
 from transforms import KNNImputer
 from transforms.augment import neighbours as nb
 from transforms.impute import knn as knn_module
-from transforms.threads import budget, native_threads
+from transforms.threads import budget, native_threads, parallel_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,21 @@ def blas_threads() -> set[int]:
 
 def test_budget_is_polars_thread_pool() -> None:
     assert budget() == pl.thread_pool_size()
+
+
+def test_parallel_map_keeps_order_on_at_most_the_budget_threads() -> None:
+    import threading
+    import time
+
+    seen: set[int] = set()
+
+    def job(i: int) -> int:
+        seen.add(threading.get_ident())
+        time.sleep(0.01)  # every worker gets items
+        return i * i
+
+    assert parallel_map(job, list(range(20))) == [i * i for i in range(20)]
+    assert 1 <= len(seen) <= budget()
 
 
 def test_native_threads_limits_inside_the_block_and_restores_after() -> None:
