@@ -211,9 +211,7 @@ def execute(
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     try:
         plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
-        queries = [plan.output, *plan.metrics] + (
-            [plan.dropped.sort(ROW, nulls_last=True)] if plan.dropped is not None else []
-        )
+        queries = [plan.output, *plan.metrics] + ([plan.dropped] if plan.dropped is not None else [])
         results = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
