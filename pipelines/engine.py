@@ -15,7 +15,6 @@ a pipeline gives the same output. One run:
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,13 +271,31 @@ def check_conservation(ex: Execution) -> dict[str, int]:
     return counts
 
 
-def quarantine_summary(quarantine: pl.DataFrame | None) -> dict[str, Any]:
-    """Rows quarantined, counts per stage (``input`` or a step) and per reason."""
-    if quarantine is None or quarantine.height == 0:
+def quarantine_summary(quarantine: pl.DataFrame | pl.LazyFrame | None) -> dict[str, Any]:
+    """Rows quarantined, counts per stage (``input`` or a step) and per reason.
+
+    Stages in order of their first quarantined row, reasons by name: the same report
+    from an in-memory quarantine and from a written one (a lazy scan, counted streaming).
+
+    >>> q = pl.DataFrame({STAGE: ["input", "outliers/zscore", "input"], REASONS: [["x:ge"], ["x:zscore"], None]})
+    >>> quarantine_summary(q)
+    {'rows': 3, 'stages': {'input': 2, 'outliers/zscore': 1}, 'reasons': {'x:ge': 1, 'x:zscore': 1}}
+    """
+    if quarantine is None:
         return {"rows": 0, "stages": {}, "reasons": {}}
-    reasons = Counter(r for rs in quarantine[REASONS].to_list() for r in (rs or []))
-    stages = Counter(quarantine[STAGE].to_list())
-    return {"rows": quarantine.height, "stages": dict(stages), "reasons": dict(sorted(reasons.items()))}
+    lf = quarantine.lazy()
+    stages, reasons = pl.collect_all(
+        [
+            lf.group_by(STAGE, maintain_order=True).len(),
+            lf.select(pl.col(REASONS).explode().drop_nulls()).group_by(REASONS).len().sort(REASONS),
+        ],
+        engine="streaming",
+    )
+    return {
+        "rows": int(stages["len"].sum()),
+        "stages": dict(zip(stages[STAGE].to_list(), stages["len"].to_list(), strict=True)),
+        "reasons": dict(zip(reasons[REASONS].to_list(), reasons["len"].to_list(), strict=True)),
+    }
 
 
 def default_quarantine_path(output: Path) -> Path:

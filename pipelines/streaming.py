@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from pipelines import engine, io, validation
 from pipelines.commands import Outputs, PathLike, _compile, _json
-from pipelines.engine import REASONS, ROW, STAGE, Progress, _quiet
+from pipelines.engine import ROW, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError, UsageError
 from pipelines.spec import PipelineSpec, load_spec
@@ -362,7 +362,8 @@ def _stream(
             rows_out = int(results[-1]["__rows"][0])
             seconds["transform"] = time.perf_counter() - t0
         _validate_output(spec, tmps[outs.output], source)
-        summary = _quarantine_summary(tmps.get(outs.quarantine))
+        quarantine_file = tmps.get(outs.quarantine)
+        summary = engine.quarantine_summary(None if quarantine_file is None else io.scan(quarantine_file))
         if not summary["rows"] and outs.quarantine in tmps:
             tmps.pop(outs.quarantine).unlink(missing_ok=True)
         augmented = sum(s["rows_added"] for s in steps)
@@ -407,17 +408,3 @@ def _validate_output(spec: PipelineSpec, written: Path, source: str) -> None:
     schema = _compile(spec.output.schema_, "output schema", allow_import=not source.endswith(".json"))
     for batch in _batches(io.scan(written), spec.engine.chunk_rows, "output"):
         validation.validate_output(batch, schema)
-
-
-def _quarantine_summary(path: Path | None) -> dict[str, Any]:
-    """Rows, and counts per stage and reason, of the written quarantine (a streaming query)."""
-    if path is None:
-        return {"rows": 0, "stages": {}, "reasons": {}}
-    lf = io.scan(path)
-    stages = lf.group_by(STAGE).len().collect(engine="streaming")
-    reasons = lf.select(pl.col(REASONS).explode().drop_nulls()).group_by(REASONS).len().collect(engine="streaming")
-    return {
-        "rows": int(stages["len"].sum()),
-        "stages": dict(zip(stages[STAGE].to_list(), stages["len"].to_list(), strict=True)),
-        "reasons": dict(sorted(zip(reasons[REASONS].to_list(), reasons["len"].to_list(), strict=True))),
-    }
