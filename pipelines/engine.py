@@ -95,8 +95,8 @@ class ExecutionPlan:
     """The lazy queries of one application: output, per-step metrics, and rows steps drop.
 
     The in-memory regime collects them all at once (:func:`execute`); the
-    streaming regime sinks output and dropped rows to files and collects only
-    the metrics, in the same streaming query.
+    streaming regime sinks the output with the metrics added up as it passes
+    (:mod:`pipelines.metrics_tap`), then the dropped rows, if a step drops any.
     """
 
     output: pl.LazyFrame
@@ -153,8 +153,13 @@ def plan_execution(
     metric_keys.append([])
     lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
     # the stages feed the metrics; the output composes runs of column-wise steps into one projection
-    output = apply_steps(fitted.steps[start:], stages[start], train=train, after=first_row_keeps_index)
-    return ExecutionPlan(output.drop(ROW, strict=False), metrics_queries, metric_keys, lost, input_columns)
+    output = transformed(fitted.steps[start:], stages[start], train=train)
+    return ExecutionPlan(output, metrics_queries, metric_keys, lost, input_columns)
+
+
+def transformed(steps: Sequence[Fitted], source: pl.LazyFrame, *, train: bool) -> pl.LazyFrame:
+    """The output query: ``steps`` applied to ``source``, column-wise runs composed, ``__row`` dropped."""
+    return apply_steps(steps, source, train=train, after=first_row_keeps_index).drop(ROW, strict=False)
 
 
 def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:

@@ -10,12 +10,13 @@ the quantile method differ. A streamed ``run``:
    per fit group, KLL sketches for quantiles (or one exact pass per column with
    ``engine.exact_quantiles``);
 3. transforms with Polars' streaming engine: the output is sunk to a temporary
-   file (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``), then the
-   quarantine (rows the schema or a step rejected, with their reasons) is sunk
-   in the query that collects each step's metrics (a second pass: one query
-   holding both would buffer the table for the slower consumer); the output is
-   checked against the output schema batch by batch and everything is published
-   atomically.
+   file (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``) in one pass,
+   each step's metrics added up batch by batch on the way
+   (:mod:`pipelines.metrics_tap`); the quarantine (rows the schema or a step
+   rejected, with their reasons) is sunk in a second pass, only when a step can
+   drop rows or the input schema quarantined some (one query holding both sinks
+   would buffer the table for the slower one); the output is checked against the
+   output schema batch by batch and everything is published atomically.
 
 Memory does not follow the input's size: it is set by the batches, Polars'
 read-ahead of the streaming reader (a few hundred MB: it reads ahead of the
@@ -53,6 +54,7 @@ from pipelines.commands import Outputs, PathLike, _compile, _json
 from pipelines.engine import ROW, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError, UsageError
+from pipelines.metrics_tap import MetricsTap
 from pipelines.spec import PipelineSpec, load_spec
 from pipelines.validation import Validated
 from transforms._version import __version__
@@ -344,22 +346,23 @@ def _stream(
             except PrepflowError as exc:
                 raise type(exc)(f"{input_path}: {exc}") from exc
             lost = [q for q in (holder.quarantine, plan.dropped) if q is not None]
-            sinks = {outs.output: plan.output}
             quarantine = engine.quarantine_of(lost, plan.input_columns)
+            tmps[outs.output] = io.tmp_path(outs.output)
             if quarantine is not None:
-                sinks[outs.quarantine] = quarantine
-            for target in sinks:
-                tmps[target] = io.tmp_path(target)
-            # the output alone first: a query shared by the (slow) output sink and fast consumers
-            # buffers the whole transformed table for the slow one; then the small ones together
-            side = [io.sink(lf, tmps[target]) for target, lf in sinks.items() if target != outs.output]
+                tmps[outs.quarantine] = io.tmp_path(outs.quarantine)
+            # one pass writes the output, the metrics added up on the way; the quarantine in a second
+            # (a query shared by the slow output sink and a fast consumer buffers the table for the slow one)
+            clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
+            tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
+            output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
             try:
-                pl.collect_all([io.sink(sinks[outs.output], tmps[outs.output])], engine="streaming")
-                results = pl.collect_all([*side, *plan.metrics], engine="streaming")
+                pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
+                if quarantine is not None:
+                    pl.collect_all([io.sink(quarantine, tmps[outs.quarantine])], engine="streaming")
             except pl.exceptions.PolarsError as exc:
                 raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
-            steps = engine.step_metrics(fitted, results[len(side) :], plan.metric_keys)
-            rows_out = int(results[-1]["__rows"][0])
+            steps = engine.step_metrics(fitted, tap.frames(), tap.keys)
+            rows_out = tap.rows_out
             seconds["transform"] = time.perf_counter() - t0
         _validate_output(spec, tmps[outs.output], source)
         quarantine_file = tmps.get(outs.quarantine)

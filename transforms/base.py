@@ -262,7 +262,11 @@ class Fitted:
             raise ColumnError(f"{self.step.label}: input lacks column(s) {', '.join(map(repr, missing))}")
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
-        """One-row aggregations over the step's input that describe what it did."""
+        """One-row aggregations over the step's input that describe what it did.
+
+        Counts: each a sum over the rows of the input (``(...).sum()``), so that the
+        streaming regime can add them up batch by batch as the output is written.
+        """
         return {}
 
     def keep(self) -> pl.Expr | None:

@@ -33,6 +33,7 @@ from transforms.atomic import TMP_PREFIX
 
 N = 3_000
 CHUNK_ROWS = 400  # 8 batches
+MORSEL_ROWS = 250  # rows per batch of the streamed transform (POLARS_IDEAL_MORSEL_SIZE): about 12 batches
 ROW = "__row"
 
 SCHEMA = """\
@@ -145,16 +146,22 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     make_input().write_parquet(work / "in.parquet")
     (work / "spec.yaml").write_text(spec_text(steps, engine))
     common = ("spec.yaml", "-i", "in.parquet", "-q")
+    env = {**os.environ, "POLARS_IDEAL_MORSEL_SIZE": str(MORSEL_ROWS)}
     for name, flag in (("s", None), ("m", "--no-streaming")):
         res = cli("run", *common, "-o", f"{name}.parquet", "--fitted", f"{name}.json", "--report", f"{name}.r.json",
-                  *([flag] if flag else []), cwd=work)  # fmt: skip
+                  *([flag] if flag else []), cwd=work, env=env)  # fmt: skip
         assert res.returncode == 0, res.stderr
     for name, flag in (("as", "--streaming"), ("am", "--no-streaming")):
         res = cli("apply", "s.json", "-i", "in.parquet", "-o", f"{name}.parquet", "--report", f"{name}.r.json", flag,
-                  "-q", cwd=work)  # fmt: skip
+                  "-q", cwd=work, env=env)  # fmt: skip
         assert res.returncode == 0, res.stderr
     reports = {n: json.loads((work / f"{n}.r.json").read_text()) for n in ("s", "m")}
     return Runs(work, reports["s"], reports["m"], json.loads((work / "s.json").read_text()))
+
+
+def step_entries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A report's per-step entries without the fit timings."""
+    return [{k: v for k, v in s.items() if not k.startswith("fit_group")} for s in report["steps"]]
 
 
 def quarantine(path: Path) -> pl.DataFrame:
@@ -194,9 +201,13 @@ def test_report_and_artifact_say_how_it_ran(runs: Runs) -> None:
     assert runs.memory["engine"]["regime"] == "in_memory"
     assert runs.memory["engine"]["reason"] == "--no-streaming on the command line"
     assert runs.memory["engine"]["fit_method"] == {"regime": "in_memory", "quantiles": "exact"}
-    # the per-step metrics are summed over batches
-    assert [s["rows_in"] for s in runs.streamed["steps"]] == [s["rows_in"] for s in runs.memory["steps"]]
-    assert [s["rows_out"] for s in runs.streamed["steps"]] == [s["rows_out"] for s in runs.memory["steps"]]
+    # the per-step metrics, added up over the streamed batches, are the in-memory run's
+    assert step_entries(runs.streamed) == step_entries(runs.memory)
+    applied = {n: json.loads((runs.folder / f"{n}.r.json").read_text()) for n in ("as", "am")}
+    assert step_entries(applied["as"]) == step_entries(applied["am"])
+    assert any(s.get("outliers") for s in runs.streamed["steps"]) and any(
+        s["rows_dropped"] for s in runs.streamed["steps"]
+    )
 
 
 def test_streamed_apply_equals_in_memory_apply(runs: Runs) -> None:
