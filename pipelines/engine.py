@@ -27,7 +27,7 @@ from pipelines.errors import DataError
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
 from transforms._version import __version__
-from transforms.base import Fitted
+from transforms.base import ROWS, Fitted
 from transforms.compose import apply_steps
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
@@ -138,9 +138,9 @@ def plan_execution(
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
     for f, stage in zip(fitted.steps, stages, strict=False):
-        metrics = f.metrics(stage.collect_schema())
-        metric_keys.append(list(metrics))
-        metrics_queries.append(stage.select(pl.len().alias("__rows"), *[e.alias(k) for k, e in metrics.items()]))
+        aggregations = f.metric_aggregations(stage.collect_schema())
+        metric_keys.append([k for k in aggregations if k != ROWS])
+        metrics_queries.append(stage.select(aggregations.values()))
         keep = f.keep()
         if keep is not None:
             reasons = f.drop_reasons()
@@ -149,7 +149,7 @@ def plan_execution(
                 pl.lit(f.step.label).alias(STAGE),
             )
             dropped.extend(with_input_values(original, gone, input_columns))
-    metrics_queries.append(stages[-1].select(pl.len().alias("__rows")))
+    metrics_queries.append(stages[-1].select(pl.len().alias(ROWS)))
     metric_keys.append([])
     lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
     # the stages feed the metrics; the output composes runs of column-wise steps into one projection
@@ -236,7 +236,7 @@ def _in_memory(stage: pl.LazyFrame) -> pl.LazyFrame:
 
 def step_metrics(fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]]) -> list[dict[str, Any]]:
     """Per-step report entries from the collected metric queries of an :class:`ExecutionPlan`."""
-    rows = [int(f["__rows"][0]) for f in frames]
+    rows = [int(f[ROWS][0]) for f in frames]
     group_of = dict(enumerate(fitted.fit_groups))
     out = []
     for i, (f, frame, names) in enumerate(zip(fitted.steps, frames, keys, strict=False)):

@@ -38,6 +38,7 @@ from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, UsageError
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
+from transforms.base import ROWS
 from transforms.errors import PrepflowError
 from transforms.gpu import execute as gpu_execute
 from transforms.gpu.array import array_module
@@ -119,8 +120,8 @@ def execute(
     for d in result.dropped:
         parts += engine.with_input_values(original, d.frame.with_columns(pl.lit(d.label).alias(STAGE)), input_columns)
     quarantine = engine.quarantine_of(parts, input_columns)
-    frames = [pl.DataFrame({"__rows": [s.rows_in], **{k: [v] for k, v in s.metrics.items()}}) for s in result.steps]
-    frames.append(pl.DataFrame({"__rows": [result.output.height]}))
+    frames = [pl.DataFrame({ROWS: [s.rows_in], **{k: [v] for k, v in s.metrics.items()}}) for s in result.steps]
+    frames.append(pl.DataFrame({ROWS: [result.output.height]}))
     keys = [list(s.metrics) for s in result.steps] + [[]]
     steps = _annotate(engine.step_metrics(fitted, frames, keys), p)
     output = result.output.drop(ROW, strict=False)

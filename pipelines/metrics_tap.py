@@ -27,9 +27,8 @@ import threading
 
 import polars as pl
 
+from transforms.base import ROWS
 from transforms.pipeline import FittedPipeline
-
-ROWS = "__rows"
 
 
 class MetricsTap:
@@ -46,9 +45,9 @@ class MetricsTap:
         self._exprs: list[list[pl.Expr]] = []
         stage = pl.LazyFrame(schema=schema)
         for f in fitted.steps:  # the aggregations depend only on the schema: built once
-            metrics = f.metrics(stage.collect_schema())
-            self.keys.append(list(metrics))
-            self._exprs.append([pl.len().alias(ROWS), *[e.alias(k) for k, e in metrics.items()]])
+            aggregations = f.metric_aggregations(stage.collect_schema())
+            self.keys.append([k for k in aggregations if k != ROWS])
+            self._exprs.append(list(aggregations.values()))
             stage = f.apply(stage, train=train)
         self.keys.append([])
         self._exprs.append([pl.len().alias(ROWS)])

@@ -71,6 +71,8 @@ class Quantiles:
 
 #: statistics a :class:`Stat` request can ask for
 STATS = ("count", "mean", "var", "std", "min", "max", "sum", "mode")
+#: the row count of a step's input, beside its metrics in :meth:`Fitted.metric_aggregations`
+ROWS = "__rows"
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,13 @@ class Fitted:
         streaming regime can add them up batch by batch as the output is written.
         """
         return {}
+
+    def metric_aggregations(self, schema: pl.Schema) -> dict[str, pl.Expr]:
+        """The one-row query over the step's input that reports on it: its rows (``__rows``) and metrics.
+
+        Expressions aliased by key, the row count first; the engines select them from each stage.
+        """
+        return {ROWS: pl.len().alias(ROWS), **{k: e.alias(k) for k, e in self.metrics(schema).items()}}
 
     def keep(self) -> pl.Expr | None:
         """For steps that drop rows: True for rows kept. None when no row is dropped."""

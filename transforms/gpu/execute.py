@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from transforms.base import Fitted
+from transforms.base import ROWS, Fitted
 from transforms.gpu.array import array_module, synchronize, to_host
 from transforms.gpu.kernels import NUMPY_DTYPES, Chain, Program, build, launch
 from transforms.gpu.ops import StepOps, dtype_name
@@ -162,16 +162,16 @@ def _polars_segment(
     drops: list[tuple[int, Fitted]] = []
     gone_queries: list[pl.LazyFrame] = []
     for i, (f, stage) in enumerate(zip(steps, stages, strict=False)):
-        metrics = f.metrics(stage.collect_schema())
-        keys.append(list(metrics))
-        queries.append(stage.select(pl.len().alias("__rows"), *[e.alias(k) for k, e in metrics.items()]))
+        aggregations = f.metric_aggregations(stage.collect_schema())
+        keys.append([k for k in aggregations if k != ROWS])
+        queries.append(stage.select(aggregations.values()))
         keep = f.keep()
         if keep is not None:
             gone_queries.append(_gone(f, stage, keep, dropped_columns))
             drops.append((first + i, f))
     results = pl.collect_all(queries + gone_queries)
     out = results[0]
-    rows = [int(r["__rows"][0]) for r in results[1 : 1 + len(steps)]] + [out.height]
+    rows = [int(r[ROWS][0]) for r in results[1 : 1 + len(steps)]] + [out.height]
     runs = []
     for i, (f, r, names) in enumerate(zip(steps, results[1 : 1 + len(steps)], keys, strict=True)):
         metrics = {k: _plain(r[k][0]) for k in names}
