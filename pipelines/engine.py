@@ -24,11 +24,12 @@ import polars as pl
 
 from pipelines import io
 from pipelines.errors import DataError
+from pipelines.metrics_tap import MetricColumns
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.base import ROWS, Fitted
-from transforms.compose import apply_steps
+from transforms.compose import Before, apply_steps
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
 
@@ -157,9 +158,14 @@ def plan_execution(
     return ExecutionPlan(output, metrics_queries, metric_keys, lost, input_columns)
 
 
-def transformed(steps: Sequence[Fitted], source: pl.LazyFrame, *, train: bool) -> pl.LazyFrame:
-    """The output query: ``steps`` applied to ``source``, column-wise runs composed, ``__row`` dropped."""
-    return apply_steps(steps, source, train=train, after=first_row_keeps_index).drop(ROW, strict=False)
+def transformed(
+    steps: Sequence[Fitted], source: pl.LazyFrame, *, train: bool, before: Before | None = None
+) -> pl.LazyFrame:
+    """The output query: ``steps`` applied to ``source``, column-wise runs composed, ``__row`` dropped.
+
+    ``before``: columns to add at each step's input (:func:`transforms.compose.apply_steps`).
+    """
+    return apply_steps(steps, source, train=train, after=first_row_keeps_index, before=before).drop(ROW, strict=False)
 
 
 def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
@@ -214,19 +220,22 @@ def execute(
     original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     try:
-        plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
-        queries = [plan.output, *plan.metrics] + ([plan.dropped] if plan.dropped is not None else [])
-        results = pl.collect_all(queries)
+        if any(f.changes_rows for f in fitted.steps):
+            plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
+            queries = [plan.output, *plan.metrics] + ([plan.dropped] if plan.dropped is not None else [])
+            results = pl.collect_all(queries)
+            output, frames, keys = results[0], results[1 : 1 + len(plan.metrics)], plan.metric_keys
+            dropped = results[-1] if plan.dropped is not None else None
+        else:  # every step keeps every row: the metrics ride beside the output, the steps run once
+            fitted.check_schema(source.collect_schema(), train=train)
+            metrics = MetricColumns(fitted, train=train)
+            output = metrics.add(transformed(fitted.steps, source, train=train, before=metrics.before).collect())
+            frames, keys, dropped = metrics.frames(), metrics.keys, None
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
-    output = results[0]
-    parts = [
-        q
-        for q in (validated.quarantine if validated else None, results[-1] if plan.dropped is not None else None)
-        if q is not None
-    ]
-    quarantine = quarantine_of(parts, plan.input_columns)
-    steps = step_metrics(fitted, results[1 : 1 + len(plan.metrics)], plan.metric_keys)
+    parts = [q for q in (validated.quarantine if validated else None, dropped) if q is not None]
+    quarantine = quarantine_of(parts, df.columns)
+    steps = step_metrics(fitted, frames, keys)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
 
 

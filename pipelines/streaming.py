@@ -12,7 +12,8 @@ the quantile method differ. A streamed ``run``:
 3. transforms with Polars' streaming engine: the output is sunk to a temporary
    file (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``) in one pass,
    each step's metrics added up batch by batch on the way
-   (:mod:`pipelines.metrics_tap`); the quarantine (rows the schema or a step
+   (:mod:`pipelines.metrics_tap`: as columns beside the output when every step
+   keeps every row); the quarantine (rows the schema or a step
    rejected, with their reasons) is sunk in a second pass, only when a step can
    drop rows or the input schema quarantined some (one query holding both sinks
    would buffer the table for the slower one); the output is checked against the
@@ -54,7 +55,7 @@ from pipelines.commands import Outputs, PathLike, _compile, _json
 from pipelines.engine import ROW, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError, UsageError
-from pipelines.metrics_tap import MetricsTap
+from pipelines.metrics_tap import MetricColumns, MetricsTap
 from pipelines.spec import PipelineSpec, load_spec
 from pipelines.validation import Validated
 from transforms._version import __version__
@@ -353,8 +354,13 @@ def _stream(
             # one pass writes the output, the metrics added up on the way; the quarantine in a second
             # (a query shared by the slow output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
-            tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
-            output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
+            tap: MetricColumns | MetricsTap
+            if any(f.changes_rows for f in fitted.steps):
+                tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
+                output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
+            else:
+                tap = MetricColumns(fitted, train=train)
+                output = tap.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=tap.before))
             try:
                 pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
                 if quarantine is not None:

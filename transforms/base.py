@@ -264,10 +264,12 @@ class Fitted:
             raise ColumnError(f"{self.step.label}: input lacks column(s) {', '.join(map(repr, missing))}")
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
-        """One-row aggregations over the step's input that describe what it did.
+        """Per-row counts over the step's input that describe what it did; the report gives their sums.
 
-        Counts: each a sum over the rows of the input (``(...).sum()``), so that the
-        streaming regime can add them up batch by batch as the output is written.
+        Each a Boolean or integer expression with one value per input row (null counts
+        as 0; not a literal). Being sums over rows, the metrics add up batch by batch,
+        and the streaming regime can carry them as columns beside the output
+        (:mod:`pipelines.metrics_tap`).
         """
         return {}
 
@@ -276,7 +278,7 @@ class Fitted:
 
         Expressions aliased by key, the row count first; the engines select them from each stage.
         """
-        return {ROWS: pl.len().alias(ROWS), **{k: e.alias(k) for k, e in self.metrics(schema).items()}}
+        return {ROWS: pl.len().alias(ROWS), **{k: e.sum().alias(k) for k, e in self.metrics(schema).items()}}
 
     def keep(self) -> pl.Expr | None:
         """For steps that drop rows: True for rows kept. None when no row is dropped."""

@@ -30,10 +30,18 @@ from transforms.base import Fitted
 
 #: called after each step that ran through ``apply``: ``after(step, frame) -> frame``
 After = Callable[[Fitted, pl.LazyFrame], pl.LazyFrame]
+#: called before each step with its input schema: ``before(step, schema) -> columns to add`` at that input
+Before = Callable[[Fitted, pl.Schema], list[pl.Expr]]
 
 
-def apply_steps(steps: Sequence[Fitted], lf: pl.LazyFrame, *, train: bool, after: After | None = None) -> pl.LazyFrame:
-    """``lf`` with ``steps`` applied in order, runs of column-wise steps composed (see the module docstring)."""
+def apply_steps(
+    steps: Sequence[Fitted], lf: pl.LazyFrame, *, train: bool, after: After | None = None, before: Before | None = None
+) -> pl.LazyFrame:
+    """``lf`` with ``steps`` applied in order, runs of column-wise steps composed (see the module docstring).
+
+    Columns that ``before`` asks for are added at the step's input: the run composed so
+    far is computed first, so they see the values the step sees.
+    """
     pending: dict[str, pl.Expr] = {}
 
     def flush(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -41,6 +49,10 @@ def apply_steps(steps: Sequence[Fitted], lf: pl.LazyFrame, *, train: bool, after
 
     for f in steps:
         current = flush(lf)
+        added = before(f, current.collect_schema()) if before is not None else []
+        if added:
+            lf, pending = current.with_columns(added), {}
+            current = lf
         fns = f.columnwise(current.collect_schema())
         if fns is None:
             lf = f.apply(current, train=train)

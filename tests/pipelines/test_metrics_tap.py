@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 from pipelines import engine
-from pipelines.metrics_tap import MetricsTap
+from pipelines.metrics_tap import MetricColumns, MetricsTap
 from pipelines.spec import parse_spec
 
 # every step kind with metrics, a row filter in the middle (rows per stage change) and unknown categories
@@ -71,3 +77,76 @@ def test_the_tap_sees_every_row_of_a_streaming_query_once() -> None:
     out = tap.attach(df.lazy()).filter(pl.col("b") > 0).select("b").collect(engine="streaming")
     assert out.equals(df.filter(pl.col("b") > 0).select("b"))
     assert tap.frames()[0].to_dicts() == [{"__rows": 5_000, "imputed:a": df["a"].is_nan().sum()}]
+
+
+def test_every_steps_metrics_are_per_row_counts() -> None:
+    """Expect: each metric of each step kind is one Boolean or integer value per input row (the report sums
+    them), so that they can ride beside the output as columns."""
+    spec = parse_spec({"steps": STEPS}, source="test")
+    fitted = engine.fit(spec, _frame(600, 0))
+    stage = _frame(300, 1).lazy()
+    for f in fitted.steps:
+        frame = stage.collect()
+        metrics = f.metrics(frame.schema)
+        if metrics:
+            values = frame.select(**metrics)
+            assert values.height == frame.height, f.label
+            assert all(d == pl.Boolean or d.is_integer() for d in values.dtypes), f.label
+        stage = f.apply(stage, train=False)
+
+
+# every step keeps every row: the metrics ride beside the output as columns
+KEEP_ROWS = [s for s in STEPS if s.get("action") != "drop"]
+BATCHED = """\
+import json, sys
+import polars as pl
+from pipelines import engine
+from pipelines.metrics_tap import MetricColumns
+from transforms.pipeline import FittedPipeline
+
+fitted, source, train, out = FittedPipeline.load(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+metrics, batches = MetricColumns(fitted, train=train), []
+add = metrics.add
+metrics.add = lambda batch: (batches.append(batch.height), add(batch))[1]
+query = engine.transformed(fitted.steps, pl.scan_parquet(source), train=train, before=metrics.before)
+metrics.attach(query).sink_parquet(out)
+steps = engine.step_metrics(fitted, metrics.frames(), metrics.keys)
+print(json.dumps({"batches": batches, "steps": steps, "rows_out": metrics.rows_out, "keys": metrics.keys}))
+"""
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path, train: bool) -> None:
+    """Expect: streamed in ~10 batches (``POLARS_IDEAL_MORSEL_SIZE=100``, a fresh process), the output with
+    the metrics as columns beside it is the plain output (no metric column written), and the metrics added up
+    batch by batch equal the in-memory plan's whole-table metric queries, for every step kind that keeps rows."""
+    spec = parse_spec({"steps": KEEP_ROWS}, source="test")
+    fitted = engine.fit(spec, _frame(600, 0))
+    fitted.save(tmp_path / "f.json")
+    table = _frame(1_000, 1)
+    table.write_parquet(tmp_path / "in.parquet")
+    env = {**os.environ, "POLARS_IDEAL_MORSEL_SIZE": "100"}
+    args = [tmp_path / "f.json", tmp_path / "in.parquet", int(train), tmp_path / "out.parquet"]
+    res = subprocess.run(
+        [sys.executable, "-c", BATCHED, *map(str, args)], capture_output=True, text=True, env=env, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+
+    source = table.lazy().with_row_index(engine.ROW)
+    plan = engine.plan_execution(fitted, source, source, train=train)
+    whole = engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
+    assert len(got["batches"]) >= 8 and sum(got["batches"]) == table.height
+    assert got["keys"] == [*plan.metric_keys[:-1], []]
+    fit_free = [{k: v for k, v in s.items() if not k.startswith("fit_group")} for s in json.loads(json.dumps(whole))]
+    assert got["steps"] == fit_free
+    assert got["rows_out"] == table.height
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(plan.output.collect())
+    assert any(s.get("unknown", {}).get("city") for s in whole) and any(s.get("outliers") for s in whole)
+
+
+def test_metric_columns_refuse_steps_that_drop_rows() -> None:
+    """Expect: a pipeline with a drop step is refused, naming the step (the streamed run uses the tap there)."""
+    fitted = engine.fit(parse_spec({"steps": STEPS}, source="test"), _frame(600, 0))
+    with pytest.raises(ValueError, match="outliers/zscore"):
+        MetricColumns(fitted, train=False)

@@ -39,7 +39,7 @@ def _roundtrip(fitted: Fitted) -> Fitted:
 
 
 def _metrics(fitted: Fitted, df: pl.DataFrame) -> dict[str, int]:
-    return df.select(list(fitted.metrics(df.schema).values())).row(0, named=True)
+    return df.select(e.sum().alias(k) for k, e in fitted.metrics(df.schema).items()).row(0, named=True)
 
 
 # --------------------------------------------------------------------------- SimpleImputer

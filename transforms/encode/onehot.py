@@ -96,9 +96,7 @@ class FittedOneHot(Fitted):
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
         """``unknown:<col>``: non-null values not seen at fit."""
         return {
-            f"unknown:{c}": self._unknown(i, values_of(c, schema[c])).sum()
-            for i, c in enumerate(self.columns)
-            if c in schema
+            f"unknown:{c}": self._unknown(i, values_of(c, schema[c])) for i, c in enumerate(self.columns) if c in schema
         }
 
 

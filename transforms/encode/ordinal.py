@@ -41,7 +41,7 @@ class FittedOrdinal(Fitted):
             if c in schema:
                 x = values_of(c, schema[c])
                 known = list(self.categories[i])
-                out[f"unknown:{c}"] = (x.is_not_null() & ~x.is_in(known) if known else x.is_not_null()).sum()
+                out[f"unknown:{c}"] = x.is_not_null() & ~x.is_in(known) if known else x.is_not_null()
         return out
 
 

@@ -84,7 +84,7 @@ class FittedImpute(Fitted):
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
         """``imputed:<col>``: how many values of the step's input are missing (null or NaN)."""
-        return {f"imputed:{c}": is_missing(c, schema[c]).sum().alias(f"imputed:{c}") for c in self.columns}
+        return {f"imputed:{c}": is_missing(c, schema[c]) for c in self.columns}
 
     def indicator_exprs(self, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         """The indicator expressions when ``add_indicator`` is set, else an empty list."""

@@ -135,9 +135,9 @@ class FittedBounds(Fitted):
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
         """``outliers:<col>``: outlying values per column; ``dropped``: rows removed (drop only)."""
-        out = {f"outliers:{c}": m.sum() for c, m in zip(self.columns, self.masks(), strict=True)}
+        out = dict(zip([f"outliers:{c}" for c in self.columns], self.masks(), strict=True))
         if self.action == "drop":
-            out["dropped"] = (~self.keep()).sum()  # type: ignore[operator]
+            out["dropped"] = ~self.keep()  # type: ignore[operator]
         return out
 
 

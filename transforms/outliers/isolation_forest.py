@@ -109,7 +109,7 @@ class FittedIsolationForest(Fitted):
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
         """``outlying_rows``: rows the forest flags (scored once; ``rows_dropped`` covers drop)."""
-        return {"outlying_rows": self.outlying().sum()}
+        return {"outlying_rows": self.outlying()}
 
 
 @register("outliers", "isolation_forest", "Multivariate outlying rows from an isolation forest (scikit-learn's).")

@@ -35,7 +35,7 @@ class FittedLog(Fitted):
 
     def metrics(self, schema: pl.Schema) -> dict[str, pl.Expr]:
         """``invalid_log_input:<col>``: values <= -1 (``-inf`` included), written as null."""
-        return {f"invalid_log_input:{c}": (pl.col(c) <= -1).sum() for c in self.columns}
+        return {f"invalid_log_input:{c}": pl.col(c) <= -1 for c in self.columns}
 
 
 @register("scale", "log", "Natural log of 1 + x; fitting fails on values <= -1.")

@@ -202,7 +202,7 @@ class FittedQuantile(Fitted):
         for c, q in zip(self.columns, self.quantiles, strict=True):
             if q:
                 x = as_null(c, schema[c])
-                out[f"out_of_range:{c}"] = ((x < q[0]) | (x > q[-1])).sum()
+                out[f"out_of_range:{c}"] = (x < q[0]) | (x > q[-1])
         return out
 
 
