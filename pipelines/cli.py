@@ -46,7 +46,8 @@ Streaming = Annotated[
     bool | None,
     typer.Option(
         "--streaming/--no-streaming",
-        help="Stream the input in bounded memory (default: the spec's engine.streaming; auto picks by size).",
+        help="Stream the input in bounded memory (default: the spec's engine.streaming; auto picks by size; "
+        "apply streams a Parquet/Arrow input with no schema when it is unset).",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary.")]

@@ -27,7 +27,7 @@ from pipelines import engine, io, validation
 from pipelines.engine import Progress, _quiet
 from pipelines.engine_spec import EngineSpec, parse_engine_spec
 from pipelines.errors import SchemaMismatchError, SpecError, UsageError
-from pipelines.regime import choose_regime
+from pipelines.regime import choose_regime, serving_streams
 from pipelines.schema import InputSpec, OutputSpec, SchemaSpec
 from pipelines.spec import PipelineSpec, load_spec, parse_edges
 from pipelines.validation import Validated
@@ -204,7 +204,10 @@ def apply(
     started = time.perf_counter()
     fitted = FittedPipeline.load(fitted_path)
     settings = parse_engine_spec(fitted.spec, source=str(fitted_path))
-    stream, why = choose_regime(settings, input_path, streaming)
+    input_spec, output_spec = parse_edges(fitted.spec, source=str(fitted_path))
+    has_schema = input_spec.schema_ is not None or output_spec.schema_ is not None
+    serving = serving_streams(settings, input_path, has_schema=has_schema)
+    stream, why = choose_regime(settings, input_path, streaming, serving=serving)
     if stream:
         from pipelines import streaming as streamed
 
@@ -222,7 +225,6 @@ def apply(
     )
     progress("read")
     df = io.read(input_path)
-    input_spec, output_spec = parse_edges(fitted.spec, source=str(fitted_path))
     validated = _validate_input(input_spec, df, str(input_path), progress, allow_import=False)
     try:
         ex, backend = _execute(settings, fitted, df, train=False, progress=progress, validated=validated)
@@ -230,8 +232,7 @@ def apply(
         raise SchemaMismatchError(f"{input_path}: {exc}") from exc
     _validate_output(output_spec, ex.output, progress, allow_import=False)
     report = _report("apply", ex, outs)
-    if backend is not None:
-        report["engine"] = {"regime": "in_memory", "reason": why, "backend": backend}
+    report["engine"] = {"regime": "in_memory", "reason": why, **({"backend": backend} if backend is not None else {})}
     report.update(
         fitted=str(fitted_path),
         input=str(input_path),

@@ -2,7 +2,9 @@
 
 Three regimes run the same steps and give the same fitted artifact:
 
-- in memory (``streaming: false``, the default): exact statistics;
+- in memory (``streaming: false``, the default): exact statistics (``apply``
+  streams when ``streaming`` is unset and nothing needs the whole table:
+  :func:`pipelines.regime.serving_streams`);
 - streaming on one machine (``streaming: true``, or ``auto`` when the input is
   large against available memory): bounded memory, quantiles from KLL sketches
   unless ``exact_quantiles: true``;

@@ -223,6 +223,50 @@ def test_streamed_apply_equals_in_memory_apply(runs: Runs) -> None:
     assert report["engine"]["reason"] == "--streaming on the command line"
 
 
+# ---------------------------------------------------------------- apply's default regime
+
+STREAMS = "apply streams a columnar input with no schema to check (engine.streaming unset)"
+DEFAULTS = {  # input, spec head, expected regime and reason
+    "parquet": ("in.parquet", "", STREAMS),
+    "arrow": ("in.arrow", "", STREAMS),
+    "parquet folder": ("parts", "", STREAMS),
+    "csv": ("in.csv", "", "engine.streaming: false (the default)"),
+    "streaming false": ("in.parquet", "engine: {streaming: false}\n", "engine.streaming: false in the spec"),
+    "input schema": ("in.parquet", SCHEMA, "engine.streaming: false (the default)"),
+    "gpu auto": ("in.parquet", "engine: {backend: auto}\n", "engine.streaming: false (the default)"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFAULTS))
+def test_apply_streams_by_default_when_nothing_needs_the_whole_table(tmp_path: Path, case: str) -> None:
+    """Expect: with ``engine.streaming`` unset, ``apply`` streams a Parquet or Arrow input (file or folder) when
+    the artifact has no schema and the backend is Polars, and runs in memory for a CSV, an explicit
+    ``streaming: false``, an input schema or another backend; the report says which and why, and the output,
+    quarantine and step metrics equal those of ``--no-streaming``."""
+    source, head, reason = DEFAULTS[case]
+    df = make_input().with_columns(pl.col("a").clip(upper_bound=999.0))  # passes the input schema's checks
+    df = df.filter(pl.col("city").is_in(["paris", "lyon", "nice", "lille"]) | pl.col("city").is_null())
+    df.write_parquet(tmp_path / "in.parquet")
+    df.write_ipc(tmp_path / "in.arrow")
+    df.write_csv(tmp_path / "in.csv")
+    (tmp_path / "parts").mkdir()
+    df.head(1_000).write_parquet(tmp_path / "parts" / "a.parquet")
+    df.slice(1_000).write_parquet(tmp_path / "parts" / "b.parquet")
+    (tmp_path / "spec.yaml").write_text(f"name: plain\n{head}{MOMENT_STEPS}")
+    commands.fit(tmp_path / "spec.yaml", tmp_path / "in.parquet", tmp_path / "f.json", streaming=False)
+
+    default = commands.apply(tmp_path / "f.json", tmp_path / source, tmp_path / "d.parquet")
+    memory = commands.apply(tmp_path / "f.json", tmp_path / source, tmp_path / "m.parquet", streaming=False)
+    assert default["engine"]["regime"] == ("streaming" if reason == STREAMS else "in_memory")
+    assert default["engine"]["reason"] == reason
+    assert memory["engine"]["regime"] == "in_memory"
+    assert memory["engine"]["reason"] == "--no-streaming on the command line"
+    assert_frames_close(pl.read_parquet(tmp_path / "m.parquet"), pl.read_parquet(tmp_path / "d.parquet"))
+    assert default["rows"] == memory["rows"] and memory["rows"]["quarantined"] > 0  # the z-score step drops rows
+    assert quarantine(tmp_path / "d.quarantine.parquet").equals(quarantine(tmp_path / "m.quarantine.parquet"))
+    assert step_entries(default) == step_entries(memory)
+
+
 # ---------------------------------------------------------------- formats, empty input, refusals
 
 
