@@ -154,7 +154,7 @@ class Step(BaseModel):
     pipeline's target).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     name: str | None = None
     columns: Columns = None
