@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import engine
+from pipelines import engine, validation
 from pipelines.metrics_tap import MetricColumns, MetricsTap
 from pipelines.spec import parse_spec
 
@@ -100,7 +100,7 @@ KEEP_ROWS = [s for s in STEPS if s.get("action") != "drop"]
 BATCHED = """\
 import json, sys
 import polars as pl
-from pipelines import engine
+from pipelines import engine, validation
 from pipelines.metrics_tap import MetricColumns
 from transforms.pipeline import FittedPipeline
 
@@ -150,3 +150,28 @@ def test_metric_columns_refuse_steps_that_drop_rows() -> None:
     fitted = engine.fit(parse_spec({"steps": STEPS}, source="test"), _frame(600, 0))
     with pytest.raises(ValueError, match="outliers/zscore"):
         MetricColumns(fitted, train=False)
+
+
+def test_in_memory_execution_with_metric_columns_equals_the_stage_queries() -> None:
+    """Expect: in memory, a pipeline whose steps keep every row reports (metrics beside the output) the same
+    step entries and output as the per-stage metric queries on the rows that passed the input schema, and
+    keeps the schema's quarantine."""
+    spec = parse_spec(
+        {
+            "input": {"schema": {"columns": {"b": {"dtype": "Float64", "checks": {"le": 2.0}}}}},
+            "steps": KEEP_ROWS,
+        },
+        source="test",
+    )
+    fitted = engine.fit(spec, _frame(600, 0))
+    df = _frame(1_000, 1)
+    validated = validation.validate_input(df, spec.input.schema_.compile(), on_invalid_rows="quarantine")
+    assert validated.quarantine is not None and validated.quarantine.height > 0
+    ex = engine.execute(fitted, df, train=False, validated=validated)
+
+    source = validated.clean.lazy().with_columns(validated.rows.alias(engine.ROW))
+    plan = engine.plan_execution(fitted, source, df.lazy().with_row_index(engine.ROW), train=False)
+    assert ex.steps == engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
+    assert ex.output.equals(plan.output.collect())
+    assert ex.quarantine is not None and ex.quarantine.height == validated.quarantine.height
+    assert ex.output.height + ex.quarantine.height == df.height
