@@ -62,7 +62,7 @@ def serving_streams(settings: EngineSpec, input_path: PathLike, *, has_schema: b
     so that a malformed line is named), the artifact has no input or output schema
     (a streamed schema check spills the clean rows to disk, or reads the output
     back) and the backend is Polars (the GPU runs in memory). Streamed, ``apply``
-    on 10M rows took ~5 s and 0.8 GB against ~7 s and 2.1 GB in memory
+    on 10M rows took 5.0 s and 0.8 GB against 5.8-6.8 s and 2.1 GB in memory
     (``benchmarks/README.md``, case 7).
 
     >>> from pipelines.engine_spec import EngineSpec
