@@ -336,10 +336,10 @@ def _stream(
         for folder in dict.fromkeys(p.parent for p in (outs.output, outs.quarantine)):
             io.clean_stale_temp_files(folder)
         with holder.open() as clean:
-            t0 = time.perf_counter()
-            if fitted is None:
+            if fitted is None:  # run: fit first (apply's report has no fit time, as in memory)
+                t0 = time.perf_counter()
                 fitted = fit_chunked(spec, input_path, progress=progress, clean=clean)
-            seconds["fit"] = time.perf_counter() - t0
+                seconds["fit"] = time.perf_counter() - t0
             progress("transform")
             t0 = time.perf_counter()
             try:

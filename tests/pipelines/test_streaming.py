@@ -265,6 +265,8 @@ def test_apply_streams_by_default_when_nothing_needs_the_whole_table(tmp_path: P
     assert default["rows"] == memory["rows"] and memory["rows"]["quarantined"] > 0  # the z-score step drops rows
     assert quarantine(tmp_path / "d.quarantine.parquet").equals(quarantine(tmp_path / "m.quarantine.parquet"))
     assert step_entries(default) == step_entries(memory)
+    assert set(default["seconds"]) == set(memory["seconds"]) == {"transform", "total"}  # same report shape
+    assert set(default) == set(memory)
 
 
 # ---------------------------------------------------------------- formats, empty input, refusals
