@@ -420,7 +420,17 @@ def present_values(series: pl.Series) -> np.ndarray:
     [1.0, 3.0]
     """
     kept = series.filter(series.is_not_nan()) if series.dtype.is_float() else series.drop_nulls()
-    return kept.cast(pl.Float64).to_numpy(writable=True)
+    values = kept.cast(pl.Float64).to_numpy(writable=True)
+    # the callers reorder these values in place. Polars 2.1 can hand back a writable view of the
+    # input's own buffer (a filter that keeps one chunk whole and empties the others): copy it then
+    if values.flags.owndata or not any(np.may_share_memory(values, b) for b in _value_buffers(series)):
+        return values
+    return values.copy()
+
+
+def _value_buffers(series: pl.Series) -> list[np.ndarray]:
+    """Zero-copy byte views of the value buffers of ``series``' chunks."""
+    return [np.frombuffer(c.to_arrow().buffers()[1], dtype=np.uint8) for c in series.get_chunks() if len(c)]
 
 
 def exact_quantiles(frame: pl.DataFrame, probs: Mapping[str, tuple[float, ...]]) -> dict[str, list[float] | None]:
