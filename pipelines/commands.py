@@ -219,6 +219,7 @@ def apply(
             report_path=report_path,
             progress=progress,
             reason=why,
+            fitted=fitted,
         )
     outs = Outputs.checked(
         output_path, inputs=(input_path, fitted_path), quarantine=quarantine_path, report=report_path

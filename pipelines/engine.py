@@ -220,17 +220,17 @@ def execute(
     original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     try:
-        if any(f.changes_rows for f in fitted.steps):
+        if MetricColumns.fit_for(fitted):  # the metrics ride beside the output: the steps run once
+            fitted.check_schema(source.collect_schema(), train=train)
+            metrics = MetricColumns(fitted, train=train)
+            output = metrics.add(transformed(fitted.steps, source, train=train, before=metrics.before).collect())
+            frames, keys, dropped = metrics.frames(), metrics.keys, None
+        else:
             plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
             queries = [plan.output, *plan.metrics] + ([plan.dropped] if plan.dropped is not None else [])
             results = pl.collect_all(queries)
             output, frames, keys = results[0], results[1 : 1 + len(plan.metrics)], plan.metric_keys
             dropped = results[-1] if plan.dropped is not None else None
-        else:  # every step keeps every row: the metrics ride beside the output, the steps run once
-            fitted.check_schema(source.collect_schema(), train=train)
-            metrics = MetricColumns(fitted, train=train)
-            output = metrics.add(transformed(fitted.steps, source, train=train, before=metrics.before).collect())
-            frames, keys, dropped = metrics.frames(), metrics.keys, None
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
     parts = [q for q in (validated.quarantine if validated else None, dropped) if q is not None]

@@ -85,10 +85,15 @@ class MetricColumns(_Totals):
     batch's rows.
     """
 
+    @staticmethod
+    def fit_for(fitted: FittedPipeline) -> bool:
+        """Whether every step keeps every row, so that the metrics can ride as columns."""
+        return not any(f.changes_rows for f in fitted.steps)
+
     def __init__(self, fitted: FittedPipeline, *, train: bool) -> None:
         super().__init__()
-        changing = [f.step.label for f in fitted.steps if f.changes_rows]
-        if changing:
+        if not self.fit_for(fitted):
+            changing = [f.step.label for f in fitted.steps if f.changes_rows]
             raise ValueError(f"metric columns need steps that keep every row; these change rows: {changing}")
         self.train = train
         self._names: list[list[str]] = []

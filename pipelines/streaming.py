@@ -289,11 +289,15 @@ def apply(
     progress: Progress = _quiet,
     settings: EngineSpec | None = None,
     reason: str = "--streaming on the command line",
+    fitted: FittedPipeline | None = None,
 ) -> dict[str, Any]:
-    """``prepflow apply`` streamed: the saved pipeline applied batch by batch (serving mode)."""
+    """``prepflow apply`` streamed: the saved pipeline applied batch by batch (serving mode).
+
+    ``fitted``: the artifact at ``fitted_path``, when the caller has loaded it already.
+    """
     from pipelines.spec import parse_spec
 
-    fitted = FittedPipeline.load(fitted_path)
+    fitted = FittedPipeline.load(fitted_path) if fitted is None else fitted
     spec = parse_spec(fitted.spec, source=str(fitted_path))
     if settings is not None:
         spec = _with_engine(spec, settings)
@@ -355,12 +359,12 @@ def _stream(
             # (a query shared by the slow output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
             tap: MetricColumns | MetricsTap
-            if any(f.changes_rows for f in fitted.steps):
-                tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
-                output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
-            else:
+            if MetricColumns.fit_for(fitted):
                 tap = MetricColumns(fitted, train=train)
                 output = tap.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=tap.before))
+            else:
+                tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
+                output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
             try:
                 pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
                 if quarantine is not None:
