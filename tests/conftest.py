@@ -1,4 +1,4 @@
-"""Shared fixtures: a small messy frame and the path of the real console script."""
+"""Shared fixtures (a small messy frame, the path of the real console script) and the test order."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOWS = ROOT / "tests" / "flows"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the flow tests last (a stable sort: the order is otherwise unchanged).
+
+    Their session fixtures leave threads behind (Prefect's client services, whose retry
+    jitter draws from the global ``random``); a Hypothesis test running beside them sees
+    the global random state change mid-draw and warns, as if its strategy used ``random``.
+    """
+    items.sort(key=lambda item: item.path.is_relative_to(FLOWS))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def _warm() -> None:
     import flows.distributed  # noqa: F401  (Prefect, Polars and the engine, imported once per worker)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_cluster():
     """One LocalCluster for the session (start ~4 s, against ~13 s per flow run that starts its own).
 
