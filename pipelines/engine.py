@@ -5,9 +5,10 @@ a pipeline gives the same output. One run:
 
 1. read the input (in memory; see the scale issue for streaming);
 2. fit the steps (``fit``/``run``), grouped into one aggregation query per group;
-3. build the fitted pipeline's lazy plan with a ``__row`` position column, and
-   collect the output, each step's metrics and the rows dropped by outlier
-   ``drop`` steps in a single ``collect_all`` (shared sub-plans run once);
+3. apply the fitted pipeline with a ``__row`` position column, one query per run
+   of steps that keep every row, each step's per-row metric counts riding beside
+   it; the rows outlier ``drop`` steps remove are taken, with their input values,
+   for the quarantine (:func:`run_in_segments`);
 4. check row conservation (rows in = out + quarantined - augmented);
 5. write output, quarantine, fitted artifact and report atomically, all or none.
 """
@@ -113,28 +114,19 @@ def plan_execution(
     original: pl.LazyFrame,
     *,
     train: bool,
-    materialise: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
 ) -> ExecutionPlan:
     """Build the lazy plan of applying ``fitted`` to ``source`` (clean rows with ``__row``).
 
     ``original`` holds the input's values by ``__row``: rows dropped by steps are
     quarantined with them (rows added by augmentation, which have no ``__row``,
-    with the values they had when dropped).
-
-    With ``materialise`` (the in-memory regime), the table an augmentation step
-    returns in training is computed once by it and everything after starts from
-    that: Polars does not share a Python batch function (SMOTE's neighbour search)
-    between the output's and the metrics' queries, so it would run in each.
+    with the values they had when dropped). The streaming regime runs it; the
+    in-memory one runs :func:`run_in_segments`.
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
     stages = [source]
-    start = 0  # the output applies fitted.steps[start:] to stages[start]
-    for i, f in enumerate(fitted.steps):
-        stage = first_row_keeps_index(f, f.apply(stages[-1], train=train))
-        if materialise is not None and train and f.adds_rows:
-            stage, start = materialise(stage), i + 1
-        stages.append(stage)
+    for f in fitted.steps:
+        stages.append(first_row_keeps_index(f, f.apply(stages[-1], train=train)))
     metrics_queries: list[pl.LazyFrame] = []
     metric_keys: list[list[str]] = []
     dropped: list[pl.LazyFrame] = []
@@ -142,20 +134,70 @@ def plan_execution(
         aggregations = f.metric_aggregations(stage.collect_schema())
         metric_keys.append([k for k in aggregations if k != ROWS])
         metrics_queries.append(stage.select(aggregations.values()))
-        keep = f.keep()
-        if keep is not None:
-            reasons = f.drop_reasons()
-            gone = stage.filter(~keep).with_columns(
-                (reasons if reasons is not None else pl.lit([f.step.label])).alias(REASONS),
-                pl.lit(f.step.label).alias(STAGE),
-            )
-            dropped.extend(with_input_values(original, gone, input_columns))
+        dropped.extend(dropped_rows(f, stage, original, input_columns))
     metrics_queries.append(stages[-1].select(pl.len().alias(ROWS)))
     metric_keys.append([])
-    lost = pl.concat(dropped, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE) if dropped else None
     # the stages feed the metrics; the output composes runs of column-wise steps into one projection
-    output = transformed(fitted.steps[start:], stages[start], train=train)
-    return ExecutionPlan(output, metrics_queries, metric_keys, lost, input_columns)
+    output = transformed(fitted.steps, source, train=train)
+    return ExecutionPlan(output, metrics_queries, metric_keys, lost_rows(dropped, input_columns), input_columns)
+
+
+def run_in_segments(
+    fitted: FittedPipeline, source: pl.LazyFrame, original: pl.LazyFrame, *, train: bool
+) -> tuple[pl.DataFrame, list[pl.DataFrame], list[list[str]], pl.DataFrame | None]:
+    """Apply ``fitted`` in memory: (output, per-stage metric frames and keys, dropped rows).
+
+    A segment is a run of steps that keep every row, up to a step that drops or adds
+    rows. Each segment is one query, collected once, its steps' per-row metric counts
+    riding beside it as columns (:class:`~pipelines.metrics_tap.MetricColumns`) with
+    those of the row-changing step that ends it, computed at that step's input. The
+    counts are added up and dropped, the rows the step drops are taken from the
+    collected table (with their input values, for the quarantine), and the step runs
+    on it as the start of the next segment. So every step runs once: per-stage metric
+    queries would compute the earlier steps again for each stage, and an augmentation
+    step's Python batch function (SMOTE's neighbour search) once per query.
+    ``source`` and ``original`` as for :func:`plan_execution`.
+    """
+    steps, input_columns = fitted.steps, [c for c in original.collect_schema() if c != ROW]
+    frames: list[pl.DataFrame] = []
+    keys: list[list[str]] = []
+    dropped: list[pl.LazyFrame] = []
+    current, start = source, 0
+    while True:
+        end = next((i for i in range(start, len(steps)) if steps[i].changes_rows), len(steps))
+        metrics = MetricColumns(steps[start:end], train=train)
+        query = apply_steps(steps[start:end], current, train=train, after=first_row_keeps_index, before=metrics.before)
+        if end < len(steps):
+            query = query.with_columns(metrics.before(steps[end], query.collect_schema()))
+        table = metrics.add(query.collect())
+        if end == len(steps):  # with the last frame: the output's rows
+            lost = lost_rows(dropped, input_columns)
+            output = table.drop(ROW, strict=False)
+            return output, frames + metrics.frames(), keys + metrics.keys, None if lost is None else lost.collect()
+        frames, keys = frames + metrics.frames()[:-1], keys + metrics.keys[:-1]
+        step, stage = steps[end], table.lazy()
+        dropped.extend(dropped_rows(step, stage, original, input_columns))
+        current, start = first_row_keeps_index(step, step.apply(stage, train=train)), end + 1
+
+
+def dropped_rows(f: Fitted, stage: Frame, original: Frame, input_columns: Sequence[str]) -> list[Frame]:
+    """The rows step ``f`` drops from ``stage`` (its input), tagged and with their input values; [] if none."""
+    keep = f.keep()
+    if keep is None:
+        return []
+    reasons = f.drop_reasons()
+    gone = stage.filter(~keep).with_columns(
+        (reasons if reasons is not None else pl.lit([f.step.label])).alias(REASONS),
+        pl.lit(f.step.label).alias(STAGE),
+    )
+    return with_input_values(original, gone, input_columns)
+
+
+def lost_rows(parts: Sequence[pl.LazyFrame], input_columns: Sequence[str]) -> pl.LazyFrame | None:
+    """The rows steps dropped, from :func:`dropped_rows`' parts: the input's columns and the tags."""
+    if not parts:
+        return None
+    return pl.concat(parts, how="diagonal_relaxed").select(*input_columns, ROW, REASONS, STAGE)
 
 
 def transformed(
@@ -209,7 +251,7 @@ def execute(
     progress: Progress = _quiet,
     validated: Validated | None = None,
 ) -> Execution:
-    """Apply ``fitted`` and collect output, metrics and dropped rows in one ``collect_all``.
+    """Apply ``fitted`` in memory: output, metrics and dropped rows (:func:`run_in_segments`).
 
     ``df`` is the raw input. With ``validated`` (the result of input validation),
     the pipeline runs on its clean rows and the rows it quarantined are kept;
@@ -220,27 +262,14 @@ def execute(
     original = df.lazy().with_row_index(ROW)
     source = original if validated is None else validated.clean.lazy().with_columns(validated.rows.alias(ROW))
     try:
-        if MetricColumns.fit_for(fitted):  # the metrics ride beside the output: the steps run once
-            fitted.check_schema(source.collect_schema(), train=train)
-            metrics = MetricColumns(fitted, train=train)
-            output = metrics.add(transformed(fitted.steps, source, train=train, before=metrics.before).collect())
-            frames, keys, dropped = metrics.frames(), metrics.keys, None
-        else:
-            plan = plan_execution(fitted, source, original, train=train, materialise=_in_memory)
-            queries = [plan.output, *plan.metrics] + ([plan.dropped] if plan.dropped is not None else [])
-            results = pl.collect_all(queries)
-            output, frames, keys = results[0], results[1 : 1 + len(plan.metrics)], plan.metric_keys
-            dropped = results[-1] if plan.dropped is not None else None
+        fitted.check_schema(source.collect_schema(), train=train)
+        output, frames, keys, dropped = run_in_segments(fitted, source, original, train=train)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
     parts = [q for q in (validated.quarantine if validated else None, dropped) if q is not None]
     quarantine = quarantine_of(parts, df.columns)
     steps = step_metrics(fitted, frames, keys)
     return Execution(output, quarantine, steps, df.height, time.perf_counter() - started)
-
-
-def _in_memory(stage: pl.LazyFrame) -> pl.LazyFrame:
-    return stage.collect().lazy()
 
 
 def step_metrics(fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ batches are the metrics of the whole table, and two ways collect them on the way
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -90,10 +91,12 @@ class MetricColumns(_Totals):
         """Whether every step keeps every row, so that the metrics can ride as columns."""
         return not any(f.changes_rows for f in fitted.steps)
 
-    def __init__(self, fitted: FittedPipeline, *, train: bool) -> None:
+    def __init__(self, fitted: FittedPipeline | Sequence[Fitted], *, train: bool) -> None:
+        """``fitted``: the pipeline, or the steps the query applies (a segment of one)."""
         super().__init__()
-        if not self.fit_for(fitted):
-            changing = [f.step.label for f in fitted.steps if f.changes_rows]
+        steps = fitted.steps if isinstance(fitted, FittedPipeline) else fitted
+        changing = [f.step.label for f in steps if f.changes_rows]
+        if changing:
             raise ValueError(f"metric columns need steps that keep every row; these change rows: {changing}")
         self.train = train
         self._names: list[list[str]] = []
