@@ -161,7 +161,7 @@ def run_in_segments(
     steps, input_columns = fitted.steps, [c for c in original.collect_schema() if c != ROW]
     frames: list[pl.DataFrame] = []
     keys: list[list[str]] = []
-    dropped: list[pl.LazyFrame] = []
+    dropped: list[pl.DataFrame] = []  # collected at once: a segment's table is not held to the end
     current, start = source, 0
     while True:
         end = next((i for i in range(start, len(steps)) if steps[i].changes_rows), len(steps))
@@ -171,12 +171,12 @@ def run_in_segments(
             query = query.with_columns(metrics.before(steps[end], query.collect_schema()))
         table = metrics.add(query.collect())
         if end == len(steps):  # with the last frame: the output's rows
-            lost = lost_rows(dropped, input_columns)
+            lost = lost_rows([d.lazy() for d in dropped], input_columns)
             output = table.drop(ROW, strict=False)
             return output, frames + metrics.frames(), keys + metrics.keys, None if lost is None else lost.collect()
         frames, keys = frames + metrics.frames()[:-1], keys + metrics.keys[:-1]
         step, stage = steps[end], table.lazy()
-        dropped.extend(dropped_rows(step, stage, original, input_columns))
+        dropped.extend(pl.collect_all(dropped_rows(step, stage, original, input_columns)))
         current, start = first_row_keeps_index(step, step.apply(stage, train=train)), end + 1
 
 
