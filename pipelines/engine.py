@@ -165,7 +165,7 @@ def run_in_segments(
     current, start = source, 0
     while True:
         end = next((i for i in range(start, len(steps)) if steps[i].changes_rows), len(steps))
-        metrics = MetricColumns(steps[start:end], train=train)
+        metrics = MetricColumns(steps[start:end])
         query = apply_steps(steps[start:end], current, train=train, after=first_row_keeps_index, before=metrics.before)
         if end < len(steps):
             query = query.with_columns(metrics.before(steps[end], query.collect_schema()))

@@ -23,7 +23,7 @@ batches are the metrics of the whole table, and two ways collect them on the way
 >>> from transforms import Pipeline, SimpleImputer
 >>> fitted = Pipeline([SimpleImputer(strategy="mean")]).fit(pl.DataFrame({"x": [1.0, None, 3.0]}))
 >>> lf = pl.LazyFrame({"x": [None, 2.0, None, 4.0]})
->>> metrics = MetricColumns(fitted, train=False)
+>>> metrics = MetricColumns(fitted.steps)
 >>> query = engine.transformed(fitted.steps, lf, train=False, before=metrics.before)
 >>> metrics.attach(query).collect(engine="streaming")["x"].to_list()
 [2.0, 2.0, 2.0, 4.0]
@@ -87,18 +87,16 @@ class MetricColumns(_Totals):
     """
 
     @staticmethod
-    def fit_for(fitted: FittedPipeline) -> bool:
+    def fit_for(steps: Sequence[Fitted]) -> bool:
         """Whether every step keeps every row, so that the metrics can ride as columns."""
-        return not any(f.changes_rows for f in fitted.steps)
+        return not any(f.changes_rows for f in steps)
 
-    def __init__(self, fitted: FittedPipeline | Sequence[Fitted], *, train: bool) -> None:
-        """``fitted``: the pipeline, or the steps the query applies (a segment of one)."""
+    def __init__(self, steps: Sequence[Fitted]) -> None:
+        """``steps``: those the query applies (a pipeline's, or a segment of them)."""
         super().__init__()
-        steps = fitted.steps if isinstance(fitted, FittedPipeline) else fitted
-        changing = [f.step.label for f in steps if f.changes_rows]
-        if changing:
+        if not self.fit_for(steps):
+            changing = [f.step.label for f in steps if f.changes_rows]
             raise ValueError(f"metric columns need steps that keep every row; these change rows: {changing}")
-        self.train = train
         self._names: list[list[str]] = []
         self._reset([])
 

@@ -359,8 +359,8 @@ def _stream(
             # (a query shared by the slow output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
             tap: MetricColumns | MetricsTap
-            if MetricColumns.fit_for(fitted):
-                tap = MetricColumns(fitted, train=train)
+            if MetricColumns.fit_for(fitted.steps):
+                tap = MetricColumns(fitted.steps)
                 output = tap.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=tap.before))
             else:
                 tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)

@@ -105,7 +105,7 @@ from pipelines.metrics_tap import MetricColumns
 from transforms.pipeline import FittedPipeline
 
 fitted, source, train, out = FittedPipeline.load(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
-metrics, batches = MetricColumns(fitted, train=train), []
+metrics, batches = MetricColumns(fitted.steps), []
 add = metrics.add
 metrics.add = lambda batch: (batches.append(batch.height), add(batch))[1]
 query = engine.transformed(fitted.steps, pl.scan_parquet(source), train=train, before=metrics.before)
@@ -149,7 +149,7 @@ def test_metric_columns_refuse_steps_that_drop_rows() -> None:
     """Expect: a pipeline with a drop step is refused, naming the step (the streamed run uses the tap there)."""
     fitted = engine.fit(parse_spec({"steps": STEPS}, source="test"), _frame(600, 0))
     with pytest.raises(ValueError, match="outliers/zscore"):
-        MetricColumns(fitted, train=False)
+        MetricColumns(fitted.steps)
 
 
 def test_in_memory_execution_with_metric_columns_equals_the_stage_queries() -> None:
