@@ -8,8 +8,10 @@ materialise the output in memory. With ``repeat`` > 1 the work runs that many ti
 in the process and ``work_s`` is the fastest (``work_times`` has them all, the first
 one cold). It prints one JSON line: ``work_s``, ``import_s``, ``startup_s``
 (interpreter start to this module, from the runner's ``BENCH_SPAWN_TS``), the
-process's peak RSS before and after the work (``ru_maxrss``), and the output's
-shape. ``prepare`` calls the module's ``prepare(ctx)`` (untimed artifacts).
+process's peak RSS before and after the work (``ru_maxrss``), the output's shape,
+and the fastest run's split at the variant's :func:`benchmarks.timing.loaded` mark:
+``load_s``, ``compute_s`` and ``rss_loaded`` (null without a mark). ``prepare`` calls
+the module's ``prepare(ctx)`` (untimed artifacts).
 """
 
 from __future__ import annotations
@@ -22,13 +24,8 @@ import sys
 import time
 from typing import Any
 
+from benchmarks import timing
 from benchmarks.cases import MODULES, Context
-
-
-def _rss_now() -> int:
-    """Current resident set size in bytes (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _peak() -> int:
@@ -57,17 +54,24 @@ def main(argv: list[str]) -> int:
         return 0
     work = module.CASES[ctx.case](ctx)
     import_s = time.perf_counter() - started
-    rss_before, peak_before = _rss_now(), _peak()
-    times, shape = [], None
+    rss_before, peak_before = timing.rss_now(), _peak()
+    times, shape, split = [], None, {"load_s": None, "compute_s": None, "rss_loaded": None}
     for _ in range(int(args.get("repeat", 1))):
+        timing.start()
         t0 = time.perf_counter()
         out = work()
-        times.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
         shape = _shape(out)
         del out  # the next repetition must not hold two outputs at once
+        mark = timing.mark()
+        if mark and t1 - t0 == min(times):
+            at = mark["loaded_at"]
+            split = {"load_s": at - t0, "compute_s": t1 - at, "rss_loaded": mark["rss_loaded"]}
     result = {
         "work_s": min(times),
         "work_times": times,
+        **split,
         "import_s": import_s,
         "startup_s": max(entered - spawned, 0.0),
         "rss_before": rss_before,

@@ -38,6 +38,11 @@ def test_quick_cases_1_and_2(tmp_path: Path) -> None:
     # two masked fit scans dominate at this size), so the guard asserts only that prepflow stays faster
     for case in (1, 2):
         assert ratio(results, case, "prepflow", "sklearn") < 1.0, report
+    # every run is split at its read: the fastest repetition's read and computing add up to its time
+    for r in results:
+        run = r.runs[0]
+        assert run.load_s > 0 and run.compute_s > 0 and run.rss_loaded > 0, report
+        assert run.load_s + run.compute_s == pytest.approx(run.seconds, abs=1e-6), report
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")

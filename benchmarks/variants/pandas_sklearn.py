@@ -19,6 +19,7 @@ from sklearn.preprocessing import QuantileTransformer, RobustScaler, StandardSca
 
 from benchmarks.cases import K_NEIGHBORS, N_QUANTILES, SEED, SUBSAMPLE, ZSCORE_THRESHOLD, Context
 from benchmarks.data import CAT, FEATURES, LABEL
+from benchmarks.timing import loaded
 from benchmarks.variants._sklearn_parts import case3_numeric, case3_onehot
 
 Work = Callable[[], Any]
@@ -37,6 +38,7 @@ def _case3() -> ColumnTransformer:
 def case1(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
         df = pd.read_parquet(ctx.data.parquet)
+        loaded()
         return _columns(make_pipeline(SimpleImputer(strategy="mean"), StandardScaler())).fit_transform(df)
 
     return work
@@ -45,6 +47,7 @@ def case1(ctx: Context) -> Work:
 def case2(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
         df = pd.read_parquet(ctx.data.parquet)
+        loaded()
         return _columns(make_pipeline(SimpleImputer(strategy="median"), RobustScaler())).fit_transform(df)
 
     return work
@@ -52,7 +55,9 @@ def case2(ctx: Context) -> Work:
 
 def case3(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
-        return _case3().fit_transform(pd.read_parquet(ctx.data.parquet))
+        df = pd.read_parquet(ctx.data.parquet)
+        loaded()
+        return _case3().fit_transform(df)
 
     return work
 
@@ -60,6 +65,7 @@ def case3(ctx: Context) -> Work:
 def case4(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
         df = pd.read_parquet(ctx.data.parquet)
+        loaded()
         qt = QuantileTransformer(
             n_quantiles=N_QUANTILES, output_distribution="normal", subsample=SUBSAMPLE, random_state=SEED
         )
@@ -71,6 +77,7 @@ def case4(ctx: Context) -> Work:
 def case5(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
         df = pd.read_parquet(ctx.data.parquet)
+        loaded()
         num = df[F]
         z = (num - num.mean()) / num.std(ddof=0)
         df = df[~(z.abs() > ZSCORE_THRESHOLD).any(axis=1)]
@@ -85,6 +92,7 @@ def case6(ctx: Context) -> Work:
 
     def work() -> tuple[pd.DataFrame, pd.Series]:
         df = pd.read_parquet(ctx.data.parquet)
+        loaded()
         pipe = make_imb_pipeline(
             SimpleImputer(strategy="mean").set_output(transform="pandas"),
             SMOTE(k_neighbors=K_NEIGHBORS, random_state=SEED),
@@ -108,7 +116,9 @@ def prepare(ctx: Context) -> None:
 def case7(ctx: Context) -> Work:
     def work() -> pd.DataFrame:
         ct = pickle.loads(_artifact(ctx).read_bytes())
-        return ct.transform(pd.read_parquet(ctx.data.parquet))
+        df = pd.read_parquet(ctx.data.parquet)
+        loaded()
+        return ct.transform(df)
 
     return work
 

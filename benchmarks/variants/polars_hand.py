@@ -25,6 +25,7 @@ import polars as pl
 
 from benchmarks.cases import IQR_K, K_NEIGHBORS, N_QUANTILES, SEED, SUBSAMPLE, ZSCORE_THRESHOLD, Context
 from benchmarks.data import CAT, FEATURES, LABEL
+from benchmarks.timing import loaded
 
 Work = Callable[[], Any]
 F = list(FEATURES)
@@ -38,6 +39,7 @@ def _scale(value: float) -> float:
 def case1(ctx: Context) -> Work:
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         s = df.select(
             *(pl.col(c).mean().alias(f"{c}.mean") for c in F),
             *(pl.col(c).var(ddof=0).alias(f"{c}.var") for c in F),
@@ -63,6 +65,7 @@ def _imputed_quantiles(c: str, probs: list[float]) -> pl.Expr:
 def case2(ctx: Context) -> Work:
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         q = df.select(_imputed_quantiles(c, [0.25, 0.5, 0.75]) for c in F).row(0, named=True)
         # the median of the imputed column is the median it was imputed with
         return df.with_columns(
@@ -110,6 +113,7 @@ def _transform_case3(df: pl.DataFrame, state: dict[str, Any]) -> pl.DataFrame:
 def case3(ctx: Context) -> Work:
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         return _transform_case3(df, _fit_case3(df))
 
     return work
@@ -142,6 +146,7 @@ def case4(ctx: Context) -> Work:
 
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         sample = SUBSAMPLE if df.height >= 2 * SUBSAMPLE else None
 
         def values(c: str) -> pl.Expr:
@@ -159,6 +164,7 @@ def case4(ctx: Context) -> Work:
 def case5(ctx: Context) -> Work:
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         s = df.select(
             *(pl.col(c).mean().alias(f"{c}.mean") for c in F), *(pl.col(c).std(ddof=0).alias(f"{c}.std") for c in F)
         ).row(0, named=True)
@@ -192,6 +198,7 @@ def case6(ctx: Context) -> Work:
 
     def work() -> pl.DataFrame:
         df = pl.read_parquet(ctx.data.parquet)
+        loaded()
         stats = df.select(*(pl.col(c).mean() for c in F), pl.col(LABEL).value_counts().implode()).row(0, named=True)
         df = df.with_columns(pl.col(c).fill_null(stats[c]) for c in F)
         counts = {d[LABEL]: d["count"] for d in stats[LABEL]}
@@ -219,7 +226,9 @@ def prepare(ctx: Context) -> None:
 def case7(ctx: Context) -> Work:
     def work() -> pl.DataFrame:
         state = json.loads(_artifact(ctx).read_text())
-        return _transform_case3(pl.read_parquet(ctx.data.parquet), state)
+        df = pl.read_parquet(ctx.data.parquet)
+        loaded()
+        return _transform_case3(df, state)
 
     return work
 

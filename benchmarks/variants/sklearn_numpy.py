@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer, RobustScaler, StandardScaler
 
 from benchmarks.cases import K_NEIGHBORS, N_QUANTILES, SEED, SUBSAMPLE, ZSCORE_THRESHOLD, Context
+from benchmarks.timing import loaded
 from benchmarks.variants._sklearn_parts import case3_numeric, case3_onehot
 
 Work = Callable[[], Any]
@@ -25,6 +26,7 @@ Work = Callable[[], Any]
 def case1(ctx: Context) -> Work:
     def work() -> np.ndarray:
         X = np.load(ctx.data.x_npy)
+        loaded()
         return make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()).fit_transform(X)
 
     return work
@@ -33,6 +35,7 @@ def case1(ctx: Context) -> Work:
 def case2(ctx: Context) -> Work:
     def work() -> np.ndarray:
         X = np.load(ctx.data.x_npy)
+        loaded()
         return make_pipeline(SimpleImputer(strategy="median"), RobustScaler()).fit_transform(X)
 
     return work
@@ -41,6 +44,7 @@ def case2(ctx: Context) -> Work:
 def case3(ctx: Context) -> Work:
     def work() -> np.ndarray:
         X, cat = np.load(ctx.data.x_npy), np.load(ctx.data.cat_npy)
+        loaded()
         return np.hstack([case3_numeric().fit_transform(X), case3_onehot().fit_transform(cat[:, None])])
 
     return work
@@ -49,6 +53,7 @@ def case3(ctx: Context) -> Work:
 def case4(ctx: Context) -> Work:
     def work() -> np.ndarray:
         X = np.load(ctx.data.x_npy)
+        loaded()
         qt = QuantileTransformer(
             n_quantiles=N_QUANTILES, output_distribution="normal", subsample=SUBSAMPLE, random_state=SEED
         )
@@ -60,6 +65,7 @@ def case4(ctx: Context) -> Work:
 def case5(ctx: Context) -> Work:
     def work() -> tuple[np.ndarray, np.ndarray]:
         X, y = np.load(ctx.data.x_npy), np.load(ctx.data.y_npy)
+        loaded()
         mean, std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
         with np.errstate(invalid="ignore"):
             keep = ~(np.abs(X - mean) > ZSCORE_THRESHOLD * std).any(axis=1)  # NaN compares False
@@ -75,6 +81,7 @@ def case6(ctx: Context) -> Work:
 
     def work() -> tuple[np.ndarray, np.ndarray]:
         X, y = np.load(ctx.data.x_npy), np.load(ctx.data.y_npy)
+        loaded()
         pipe = make_imb_pipeline(SimpleImputer(strategy="mean"), SMOTE(k_neighbors=K_NEIGHBORS, random_state=SEED))
         return pipe.fit_resample(X, y)
 
@@ -98,6 +105,7 @@ def case7(ctx: Context) -> Work:
     def work() -> np.ndarray:
         numeric, onehot = pickle.loads(_artifact(ctx).read_bytes())
         X, cat = np.load(ctx.data.x_npy), np.load(ctx.data.cat_npy)
+        loaded()
         return np.hstack([numeric.transform(X), onehot.transform(cat[:, None])])
 
     return work
