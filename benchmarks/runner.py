@@ -200,6 +200,16 @@ def _tail(text: str, lines: int = 6) -> str:
 # ---------------------------------------------------------------------------- a case
 
 
+def _median_of(name: str) -> property:
+    """A property: the median of ``name`` over a result's successful runs (None when none has it)."""
+
+    def median(self: Result) -> float | None:
+        values = [getattr(r, name) for r in self.runs if r.error is None and getattr(r, name) is not None]
+        return statistics.median(values) if values else None
+
+    return property(median, doc=f"Median over the successful runs of ``{name}``.")
+
+
 @dataclass
 class Result:
     """Every run of one variant of one case, and their medians."""
@@ -210,33 +220,12 @@ class Result:
     runs: list[Run]
     input_bytes: int | None = None
 
-    def _median(self, name: str) -> float | None:
-        values = [getattr(r, name) for r in self.runs if r.error is None and getattr(r, name) is not None]
-        return statistics.median(values) if values else None
-
-    @property
-    def seconds(self) -> float | None:
-        return self._median("seconds")
-
-    @property
-    def process_s(self) -> float | None:
-        return self._median("process_s")
-
-    @property
-    def peak_rss(self) -> float | None:
-        return self._median("peak_rss")
-
-    @property
-    def rss_before(self) -> float | None:
-        return self._median("rss_before")
-
-    @property
-    def compute_s(self) -> float | None:
-        return self._median("compute_s")
-
-    @property
-    def rss_loaded(self) -> float | None:
-        return self._median("rss_loaded")
+    seconds = _median_of("seconds")
+    process_s = _median_of("process_s")
+    peak_rss = _median_of("peak_rss")
+    rss_before = _median_of("rss_before")
+    compute_s = _median_of("compute_s")
+    rss_loaded = _median_of("rss_loaded")
 
     @property
     def error(self) -> str | None:
