@@ -92,54 +92,24 @@ def at_step(spec: PipelineSpec, exc: PrepflowError) -> PrepflowError:
     return type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}")
 
 
-@dataclass
-class ExecutionPlan:
-    """The lazy queries of one application: output, per-step metrics, and rows steps drop.
+def steps_dropped(
+    fitted: FittedPipeline, source: pl.LazyFrame, original: pl.LazyFrame, *, train: bool
+) -> tuple[pl.LazyFrame | None, list[str]]:
+    """The query of the rows ``fitted``'s steps drop from ``source``, and the input's columns.
 
-    The in-memory regime collects them all at once (:func:`execute`); the
-    streaming regime sinks the output with the metrics added up as it passes
-    (:mod:`pipelines.metrics_tap`), then the dropped rows, if a step drops any.
-    """
-
-    output: pl.LazyFrame
-    metrics: list[pl.LazyFrame]
-    metric_keys: list[list[str]]
-    dropped: pl.LazyFrame | None
-    input_columns: list[str]
-
-
-def plan_execution(
-    fitted: FittedPipeline,
-    source: pl.LazyFrame,
-    original: pl.LazyFrame,
-    *,
-    train: bool,
-) -> ExecutionPlan:
-    """Build the lazy plan of applying ``fitted`` to ``source`` (clean rows with ``__row``).
-
-    ``original`` holds the input's values by ``__row``: rows dropped by steps are
-    quarantined with them (rows added by augmentation, which have no ``__row``,
-    with the values they had when dropped). The streaming regime runs it; the
-    in-memory one runs :func:`run_in_segments`.
+    ``source``: the clean rows with ``__row``; ``original`` holds the input's values by
+    ``__row``, which the dropped rows are quarantined with (rows added by augmentation,
+    which have no ``__row``, with the values they had when dropped). None when no step
+    drops rows. The streaming regime sinks it in its own pass; the in-memory one takes
+    the dropped rows from each segment's table (:func:`run_in_segments`).
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
-    stages = [source]
+    stage, dropped = source, []
     for f in fitted.steps:
-        stages.append(first_row_keeps_index(f, f.apply(stages[-1], train=train)))
-    metrics_queries: list[pl.LazyFrame] = []
-    metric_keys: list[list[str]] = []
-    dropped: list[pl.LazyFrame] = []
-    for f, stage in zip(fitted.steps, stages, strict=False):
-        aggregations = f.metric_aggregations(stage.collect_schema())
-        metric_keys.append([k for k in aggregations if k != ROWS])
-        metrics_queries.append(stage.select(aggregations.values()))
         dropped.extend(dropped_rows(f, stage, original, input_columns))
-    metrics_queries.append(stages[-1].select(pl.len().alias(ROWS)))
-    metric_keys.append([])
-    # the stages feed the metrics; the output composes runs of column-wise steps into one projection
-    output = transformed(fitted.steps, source, train=train)
-    return ExecutionPlan(output, metrics_queries, metric_keys, lost_rows(dropped, input_columns), input_columns)
+        stage = first_row_keeps_index(f, f.apply(stage, train=train))
+    return lost_rows(dropped, input_columns), input_columns
 
 
 def run_in_segments(
@@ -156,7 +126,7 @@ def run_in_segments(
     on it as the start of the next segment. So every step runs once: per-stage metric
     queries would compute the earlier steps again for each stage, and an augmentation
     step's Python batch function (SMOTE's neighbour search) once per query.
-    ``source`` and ``original`` as for :func:`plan_execution`.
+    ``source`` and ``original`` as for :func:`steps_dropped`.
     """
     steps, input_columns = fitted.steps, [c for c in original.collect_schema() if c != ROW]
     frames: list[pl.DataFrame] = []
@@ -273,7 +243,11 @@ def execute(
 
 
 def step_metrics(fitted: FittedPipeline, frames: list[pl.DataFrame], keys: list[list[str]]) -> list[dict[str, Any]]:
-    """Per-step report entries from the collected metric queries of an :class:`ExecutionPlan`."""
+    """Per-step report entries from per-stage metric frames (one one-row frame per stage, ``__rows`` first).
+
+    The frames and keys come from :func:`run_in_segments` or, streamed, from
+    :mod:`pipelines.metrics_tap`; the last frame holds the output's row count.
+    """
     rows = [int(f[ROWS][0]) for f in frames]
     group_of = dict(enumerate(fitted.fit_groups))
     out = []

@@ -38,7 +38,7 @@ batches are the metrics of the whole table, and two ways collect them on the way
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -50,7 +50,7 @@ PREFIX = "__metric"
 
 
 class _Totals:
-    """Per-stage totals shaped like an execution plan's collected metric queries.
+    """Per-stage metric totals, added up over the batches (or the tables) they are given.
 
     ``frames()`` and ``keys``: one one-row frame per stage (``__rows`` and the step's
     metrics), the last with the output's row count, for :func:`pipelines.engine.step_metrics`.
@@ -74,6 +74,17 @@ class _Totals:
     def rows_out(self) -> int:
         """Rows after the last step."""
         return self._totals[-1][ROWS]
+
+
+def _through(query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: pl.Schema) -> pl.LazyFrame:
+    """``query`` passed batch by batch through ``fn`` (streamable), nothing pushed down past it.
+
+    The totals need every row and every column that reaches ``fn``: no predicate, projection
+    or slice of a later part of the query may be moved before it.
+    """
+    return query.map_batches(
+        fn, schema=schema, streamable=True, predicate_pushdown=False, projection_pushdown=False, slice_pushdown=False
+    )
 
 
 class MetricColumns(_Totals):
@@ -110,14 +121,8 @@ class MetricColumns(_Totals):
     def attach(self, query: pl.LazyFrame) -> pl.LazyFrame:
         """``query`` (built with :meth:`before`) with its metric columns added up and dropped batch by batch."""
         hidden = {n for names in self._names for n in names}
-        return query.map_batches(
-            self.add,
-            schema=pl.Schema({k: v for k, v in query.collect_schema().items() if k not in hidden}),
-            streamable=True,
-            predicate_pushdown=False,  # every row and every metric column must reach it
-            projection_pushdown=False,
-            slice_pushdown=False,
-        )
+        kept = pl.Schema({k: v for k, v in query.collect_schema().items() if k not in hidden})
+        return _through(query, self.add, kept)
 
     def add(self, batch: pl.DataFrame) -> pl.DataFrame:
         """Add up ``batch``'s metric columns; the batch without them."""
@@ -164,11 +169,4 @@ class MetricsTap(_Totals):
 
     def attach(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         """``lf`` with the tap on it: every row passes through it once, unchanged."""
-        return lf.map_batches(
-            self,
-            schema=lf.collect_schema(),
-            streamable=True,
-            predicate_pushdown=False,  # the tap must see every row and every column of the source
-            projection_pushdown=False,
-            slice_pushdown=False,
-        )
+        return _through(lf, self, lf.collect_schema())

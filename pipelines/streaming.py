@@ -347,11 +347,11 @@ def _stream(
             progress("transform")
             t0 = time.perf_counter()
             try:
-                plan = engine.plan_execution(fitted, clean, clean, train=train)
+                dropped, input_columns = engine.steps_dropped(fitted, clean, clean, train=train)
             except PrepflowError as exc:
                 raise type(exc)(f"{input_path}: {exc}") from exc
-            lost = [q for q in (holder.quarantine, plan.dropped) if q is not None]
-            quarantine = engine.quarantine_of(lost, plan.input_columns)
+            lost = [q for q in (holder.quarantine, dropped) if q is not None]
+            quarantine = engine.quarantine_of(lost, input_columns)
             tmps[outs.output] = io.tmp_path(outs.output)
             if quarantine is not None:
                 tmps[outs.quarantine] = io.tmp_path(outs.quarantine)

@@ -67,14 +67,14 @@ def test_a_step_after_a_drop_step_runs_once(knn_calls) -> None:
     assert ex.quarantine["__stage"].unique(maintain_order=True).to_list() == ["outliers/zscore", "outliers/iqr"]
 
 
-def test_the_segments_give_the_per_stage_queries_metrics_and_quarantine() -> None:
+def test_the_segments_give_the_per_stage_queries_metrics_and_quarantine(stage_queries) -> None:
     """Expect: step entries, output and quarantine equal to those of the per-stage plan (what the
     streaming regime builds), collected whole."""
     df, spec = _data(), parse_spec(SPEC)
     fitted = engine.fit(spec, df)
     ex = engine.execute(fitted, df, train=False)
     source = df.lazy().with_row_index(engine.ROW)
-    plan = engine.plan_execution(fitted, source, source, train=False)
+    plan = stage_queries(fitted, source, source, train=False)
     output, *frames, dropped = pl.collect_all([plan.output, *plan.metrics, plan.dropped])
     assert ex.steps == engine.step_metrics(fitted, frames, plan.metric_keys)
     assert_frame_equal(ex.output, output)

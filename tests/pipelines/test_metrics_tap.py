@@ -47,13 +47,13 @@ def _frame(n: int, seed: int) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_metrics_summed_over_batches_equal_the_whole_tables(train: bool) -> None:
+def test_metrics_summed_over_batches_equal_the_whole_tables(train: bool, stage_queries) -> None:
     """Expect: each step's metrics and rows per stage from the tap, fed the table in uneven batches,
     equal the in-memory plan's metric queries on the whole table."""
     spec = parse_spec({"steps": STEPS}, source="test")
     fitted = engine.fit(spec, _frame(600, 0))
     source = _frame(1_000, 1).lazy().with_row_index(engine.ROW)
-    plan = engine.plan_execution(fitted, source, source, train=train)
+    plan = stage_queries(fitted, source, source, train=train)
     whole = engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
 
     tap = MetricsTap(fitted, source.collect_schema(), train=train)
@@ -116,7 +116,7 @@ print(json.dumps({"batches": batches, "steps": steps, "rows_out": metrics.rows_o
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path, train: bool) -> None:
+def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path, train: bool, stage_queries) -> None:
     """Expect: streamed in ~10 batches (``POLARS_IDEAL_MORSEL_SIZE=100``, a fresh process), the output with
     the metrics as columns beside it is the plain output (no metric column written), and the metrics added up
     batch by batch equal the in-memory plan's whole-table metric queries, for every step kind that keeps rows."""
@@ -134,7 +134,7 @@ def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path,
     got = json.loads(res.stdout)
 
     source = table.lazy().with_row_index(engine.ROW)
-    plan = engine.plan_execution(fitted, source, source, train=train)
+    plan = stage_queries(fitted, source, source, train=train)
     whole = engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
     assert len(got["batches"]) >= 8 and sum(got["batches"]) == table.height
     assert got["keys"] == [*plan.metric_keys[:-1], []]
@@ -152,7 +152,7 @@ def test_metric_columns_refuse_steps_that_drop_rows() -> None:
         MetricColumns(fitted.steps)
 
 
-def test_in_memory_execution_with_metric_columns_equals_the_stage_queries() -> None:
+def test_in_memory_execution_with_metric_columns_equals_the_stage_queries(stage_queries) -> None:
     """Expect: in memory, a pipeline whose steps keep every row reports (metrics beside the output) the same
     step entries and output as the per-stage metric queries on the rows that passed the input schema, and
     keeps the schema's quarantine."""
@@ -170,7 +170,7 @@ def test_in_memory_execution_with_metric_columns_equals_the_stage_queries() -> N
     ex = engine.execute(fitted, df, train=False, validated=validated)
 
     source = validated.clean.lazy().with_columns(validated.rows.alias(engine.ROW))
-    plan = engine.plan_execution(fitted, source, df.lazy().with_row_index(engine.ROW), train=False)
+    plan = stage_queries(fitted, source, df.lazy().with_row_index(engine.ROW), train=False)
     assert ex.steps == engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
     assert ex.output.equals(plan.output.collect())
     assert ex.quarantine is not None and ex.quarantine.height == validated.quarantine.height
