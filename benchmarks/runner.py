@@ -412,7 +412,7 @@ def targets(results: Sequence[Result]) -> list[Target]:
 
     def both(name: str, limit: float, case: int, base: str) -> list[Target]:
         return [
-            Target(f"{name}", limit, ratio(results, case, "prepflow", base)),
+            Target(name, limit, ratio(results, case, "prepflow", base)),
             Target(f"{name}, compute", limit, ratio(results, case, "prepflow", base, "compute_s")),
         ]
 
