@@ -2,7 +2,7 @@
 
 Light on purpose (standard library only): the runner and every worker import it.
 
-A *case* is one preprocessing job. Each is measured in up to six *variants*:
+A *case* is one preprocessing job. Each is measured in up to seven *variants*:
 
 ========  ==========================================================================
 sklearn   (a) scikit-learn (and imbalanced-learn) estimators on NumPy arrays (``.npy``)
@@ -12,6 +12,9 @@ polars    (c) hand-written Polars: one fit query (all quantiles of a column from
           ``quantile([...])`` call), one transform query
 prepflow  (d) the prepflow library: ``transforms.Pipeline`` fit + transform on the
           in-memory frame read with ``pl.read_parquet``
+scan      (d') the prepflow library on ``pl.scan_parquet``: fit on the scan, transform
+          a second scan collected with the streaming engine (the file is read twice,
+          never held whole beside the output)
 cli       (e) ``prepflow run SPEC`` (``prepflow apply`` for case 7): Parquet in, Parquet
           out, whole command wall time (interpreter start-up included)
 floor     ``pl.scan_parquet(...).sink_parquet(...)`` of the same input, no computation
@@ -48,13 +51,14 @@ CASES: dict[int, Case] = {
     )
 }
 
-VARIANTS = ("sklearn", "pandas", "polars", "prepflow", "cli", "floor")
+VARIANTS = ("sklearn", "pandas", "polars", "prepflow", "scan", "cli", "floor")
 
 LABELS = {
     "sklearn": "(a) scikit-learn/numpy",
     "pandas": "(b) pandas+sklearn",
     "polars": "(c) hand Polars",
     "prepflow": "(d) prepflow library",
+    "scan": "(d') prepflow on a scan",
     "cli": "(e) prepflow CLI",
     "floor": "floor (scan->sink)",
 }
@@ -65,6 +69,7 @@ MODULES = {
     "pandas": "pandas_sklearn",
     "polars": "polars_hand",
     "prepflow": "prepflow_lib",
+    "scan": "prepflow_scan",
     "floor": "floor",
 }
 

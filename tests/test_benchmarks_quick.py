@@ -58,3 +58,16 @@ def test_smote_memory_reports_what_each_library_adds(tmp_path: Path) -> None:
         assert 0 < r["imports"] <= r["read"] <= r["peak"], results
     assert results["prepflow"]["rows_out"] == results["imbalanced-learn"]["rows_out"] > 20_000, results
     assert "| prepflow |" in memory_table(results)
+
+
+@pytest.mark.slow
+def test_every_variant_computes_what_scikit_learn_computes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Expect: ``python -m benchmarks --check`` passes on every case at 5k rows, every variant named in its
+    report (a variant that did less work than the others would make its timings meaningless)."""
+    from benchmarks.cases import LABELS, VARIANTS
+    from benchmarks.check import check
+
+    assert check(range(1, 8), rows=5_000, cache=tmp_path)
+    report = capsys.readouterr().out
+    for variant in (v for v in VARIANTS if v not in ("sklearn", "floor")):
+        assert report.count(f"{LABELS[variant]}:") == 7, report
