@@ -287,7 +287,6 @@ def apply(
     quarantine_path: PathLike | None = None,
     report_path: PathLike | None = None,
     progress: Progress = _quiet,
-    settings: EngineSpec | None = None,
     reason: str = "--streaming on the command line",
     fitted: FittedPipeline | None = None,
 ) -> dict[str, Any]:
@@ -299,20 +298,12 @@ def apply(
 
     fitted = FittedPipeline.load(fitted_path) if fitted is None else fitted
     spec = parse_spec(fitted.spec, source=str(fitted_path))
-    if settings is not None:
-        spec = _with_engine(spec, settings)
     outs = Outputs.checked(
         output_path, inputs=(input_path, fitted_path), quarantine=quarantine_path, report=report_path
     )
     return _stream(
         spec, fitted, input_path, outs, train=False, progress=progress, reason=reason, source=str(fitted_path)
     )
-
-
-def _with_engine(spec: PipelineSpec, settings: EngineSpec) -> PipelineSpec:
-    from dataclasses import replace
-
-    return replace(spec, engine=settings)
 
 
 def _stream(
