@@ -15,7 +15,7 @@ Each run of a variant is its own subprocess (:mod:`benchmarks.worker`, or the
 - ``compute s``: of ``seconds``, the part after the input was read (fit and transform
   on data in memory; :mod:`benchmarks.timing`), and its ratios to scikit-learn's and
   hand-written Polars'. The read differs by format (scikit-learn loads raw ``.npy``,
-  the others decode Parquet), the computing is the engines' own.
+  the others decode uncompressed Parquet), the computing is the engines' own.
 
 ``--rows`` takes a multiplier of each case's default size (``0.1``, ``0.5x``) or an
 absolute row count used for every case (``200000``, ``200k``, ``2M``): a plain

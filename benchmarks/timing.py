@@ -5,8 +5,8 @@ also its fitted artifact). The worker then reports ``load_s`` (from the start of
 work to the mark), ``compute_s`` (from the mark to the end: fit and transform on data
 in memory) and ``rss_loaded`` (the resident set at the mark) beside ``work_s``. The
 split shows what reading costs each variant: scikit-learn reads raw ``.npy``, the
-others decode Parquet, so the whole run compares formats as well as engines. A variant
-that does not call it (the floor) has no split.
+others decode (uncompressed) Parquet, so the whole run compares formats as well as
+engines. A variant that does not call it (the scan, the floor) has no split.
 
 >>> start()
 >>> loaded()
