@@ -11,12 +11,10 @@ no read/compute split: reading and computing are interleaved.
 
 from __future__ import annotations
 
-import importlib
-
 import polars as pl
 
 from benchmarks.cases import Context
-from benchmarks.variants.prepflow_lib import Work, fitted_path, pipeline
+from benchmarks.variants.prepflow_lib import Work, fitted_path, import_untimed, pipeline
 from transforms import FittedPipeline, Pipeline
 
 
@@ -26,8 +24,7 @@ def _collect(fitted: FittedPipeline, ctx: Context, *, train: bool) -> pl.DataFra
 
 def _fit_transform(ctx: Context) -> Work:
     pipe = pipeline(ctx.case)
-    if ctx.case == 6:  # as in prepflow_lib: SMOTE's neighbour search imports are not timed
-        importlib.import_module("sklearn.neighbors")
+    import_untimed(ctx.case)
 
     def work() -> pl.DataFrame:
         return _collect(pipe.fit(pl.scan_parquet(ctx.data.parquet)), ctx, train=True)
