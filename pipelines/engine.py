@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,22 +94,34 @@ def at_step(spec: PipelineSpec, exc: PrepflowError) -> PrepflowError:
 
 
 def steps_dropped(
-    fitted: FittedPipeline, source: pl.LazyFrame, original: pl.LazyFrame, *, train: bool
+    fitted: FittedPipeline,
+    source: pl.LazyFrame,
+    original: pl.LazyFrame,
+    *,
+    train: bool,
+    metrics: MetricColumns | None = None,
 ) -> tuple[pl.LazyFrame | None, list[str]]:
     """The query of the rows ``fitted``'s steps drop from ``source``, and the input's columns.
 
     ``source``: the clean rows with ``__row``; ``original`` holds the input's values by
     ``__row``, which the dropped rows are quarantined with (rows added by augmentation,
     which have no ``__row``, with the values they had when dropped). None when no step
-    drops rows. The streaming regime sinks it in its own pass; the in-memory one takes
-    the dropped rows from each segment's table (:func:`run_in_segments`).
+    drops rows. The streaming regime sinks it in its own pass, with ``metrics``: the
+    dropped rows' counts of the steps they went through are added up on the way
+    (:meth:`~pipelines.metrics_tap.MetricColumns.attach_dropped`). The in-memory regime
+    takes the dropped rows from each segment's table (:func:`run_in_segments`).
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
-    stage, dropped = source, []
+    stage, dropped, added = source, [], False
     for f in fitted.steps:
-        dropped.extend(dropped_rows(f, stage, original, input_columns))
+        counted = None
+        if metrics is not None:
+            stage = stage.with_columns(metrics.before(f, stage.collect_schema()))
+            counted = partial(metrics.attach_dropped, f=f)
+        dropped.extend(dropped_rows(f, stage, original, input_columns, counted=counted, added=added))
         stage = first_row_keeps_index(f, f.apply(stage, train=train))
+        added = added or (train and f.adds_rows)
     return lost_rows(dropped, input_columns), input_columns
 
 
@@ -135,7 +148,7 @@ def run_in_segments(
     current, start = source, 0
     while True:
         end = next((i for i in range(start, len(steps)) if steps[i].changes_rows), len(steps))
-        metrics = MetricColumns(steps[start:end])
+        metrics = MetricColumns()
         query = apply_steps(steps[start:end], current, train=train, after=first_row_keeps_index, before=metrics.before)
         if end < len(steps):
             query = query.with_columns(metrics.before(steps[end], query.collect_schema()))
@@ -150,8 +163,20 @@ def run_in_segments(
         current, start = first_row_keeps_index(step, step.apply(stage, train=train)), end + 1
 
 
-def dropped_rows(f: Fitted, stage: Frame, original: Frame, input_columns: Sequence[str]) -> list[Frame]:
-    """The rows step ``f`` drops from ``stage`` (its input), tagged and with their input values; [] if none."""
+def dropped_rows(
+    f: Fitted,
+    stage: Frame,
+    original: Frame,
+    input_columns: Sequence[str],
+    *,
+    counted: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+    added: bool = True,
+) -> list[Frame]:
+    """The rows step ``f`` drops from ``stage`` (its input), tagged and with their input values; [] if none.
+
+    ``counted``: passes the dropped rows (lazily) through the adding up of their metric columns.
+    ``added``: whether ``stage`` can hold rows an earlier step added (no ``__row``).
+    """
     keep = f.keep()
     if keep is None:
         return []
@@ -160,7 +185,7 @@ def dropped_rows(f: Fitted, stage: Frame, original: Frame, input_columns: Sequen
         (reasons if reasons is not None else pl.lit([f.step.label])).alias(REASONS),
         pl.lit(f.step.label).alias(STAGE),
     )
-    return with_input_values(original, gone, input_columns)
+    return with_input_values(original, gone, input_columns, counted=counted, added=added)
 
 
 def lost_rows(parts: Sequence[pl.LazyFrame], input_columns: Sequence[str]) -> pl.LazyFrame | None:
@@ -187,18 +212,29 @@ def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
     return stage
 
 
-def with_input_values(original: Frame, gone: Frame, input_columns: Sequence[str]) -> list[Frame]:
+def with_input_values(
+    original: Frame,
+    gone: Frame,
+    input_columns: Sequence[str],
+    *,
+    counted: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+    added: bool = True,
+) -> list[Frame]:
     """Rows a step dropped (``gone``, tagged with reasons and stage) with the values they had in the input.
 
     Rows of the input get them from ``original`` by ``__row``; rows an augmentation step
-    added (no ``__row``) keep the values they had when dropped.
+    added (no ``__row``) keep the values they had when dropped, a part left out when
+    ``added`` is false (no such row can be there: a lazy query would read its input for
+    it all the same). ``counted`` (lazy only) sees each part once, before its columns are
+    chosen.
     """
     tags = [ROW, REASONS, STAGE]
     names = gone.collect_schema().names()
-    return [
-        original.join(gone.filter(pl.col(ROW).is_not_null()).select(tags), on=ROW, how="inner"),
-        gone.filter(pl.col(ROW).is_null()).select(*[c for c in input_columns if c in names], *tags),
-    ]
+    parts = [gone.filter(pl.col(ROW).is_not_null())] + ([gone.filter(pl.col(ROW).is_null())] if added else [])
+    if counted is not None:
+        parts = [counted(part.lazy()) for part in parts]
+    joined = original.join(parts[0].select(tags), on=ROW, how="inner")
+    return [joined, *(p.select(*[c for c in input_columns if c in names], *tags) for p in parts[1:])]
 
 
 def quarantine_of(parts: Sequence[Frame], input_columns: Sequence[str]) -> Frame | None:

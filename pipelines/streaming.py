@@ -11,13 +11,13 @@ the quantile method differ. A streamed ``run``:
    ``engine.exact_quantiles``);
 3. transforms with Polars' streaming engine: the output is sunk to a temporary
    file (``sink_parquet``/``sink_csv``/``sink_ipc``/``sink_ndjson``) in one pass,
-   each step's metrics added up batch by batch on the way
-   (:mod:`pipelines.metrics_tap`: as columns beside the output when every step
-   keeps every row); the quarantine (rows the schema or a step
+   each step's metrics added up batch by batch on the way, as columns beside the
+   rows (:mod:`pipelines.metrics_tap`); the quarantine (rows the schema or a step
    rejected, with their reasons) is sunk in a second pass, only when a step can
    drop rows or the input schema quarantined some (one query holding both sinks
-   would buffer the table for the slower one); the output is checked against the
-   output schema batch by batch and everything is published atomically.
+   would buffer the table for the slower one), the metrics of the rows steps
+   dropped added up on the way; the output is checked against the output schema
+   batch by batch and everything is published atomically.
 
 Memory does not follow the input's size: it is set by the batches, Polars'
 read-ahead of the streaming reader (a few hundred MB: it reads ahead of the
@@ -55,7 +55,7 @@ from pipelines.commands import Outputs, PathLike, _compile, _json
 from pipelines.engine import ROW, Progress, _quiet
 from pipelines.engine_spec import EngineSpec
 from pipelines.errors import DataError, SpecError, UsageError
-from pipelines.metrics_tap import MetricColumns, MetricsTap
+from pipelines.metrics_tap import MetricColumns
 from pipelines.spec import PipelineSpec, load_spec
 from pipelines.validation import Validated
 from transforms._version import __version__
@@ -337,8 +337,9 @@ def _stream(
                 seconds["fit"] = time.perf_counter() - t0
             progress("transform")
             t0 = time.perf_counter()
+            metrics = MetricColumns()
             try:
-                dropped, input_columns = engine.steps_dropped(fitted, clean, clean, train=train)
+                dropped, input_columns = engine.steps_dropped(fitted, clean, clean, train=train, metrics=metrics)
             except PrepflowError as exc:
                 raise type(exc)(f"{input_path}: {exc}") from exc
             lost = [q for q in (holder.quarantine, dropped) if q is not None]
@@ -346,24 +347,19 @@ def _stream(
             tmps[outs.output] = io.tmp_path(outs.output)
             if quarantine is not None:
                 tmps[outs.quarantine] = io.tmp_path(outs.quarantine)
-            # one pass writes the output, the metrics added up on the way; the quarantine in a second
-            # (a query shared by the slow output sink and a fast consumer buffers the table for the slow one)
+            # one pass writes the output, the metrics of its rows added up on the way; the quarantine in a
+            # second, the metrics of the rows steps dropped added up on the way (a query shared by the slow
+            # output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
-            tap: MetricColumns | MetricsTap
-            if MetricColumns.fit_for(fitted.steps):
-                tap = MetricColumns(fitted.steps)
-                output = tap.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=tap.before))
-            else:
-                tap = MetricsTap(fitted, clean_rows.collect_schema(), train=train)
-                output = engine.transformed(fitted.steps, tap.attach(clean_rows), train=train)
+            output = metrics.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=metrics.before))
             try:
                 pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
                 if quarantine is not None:
                     pl.collect_all([io.sink(quarantine, tmps[outs.quarantine])], engine="streaming")
             except pl.exceptions.PolarsError as exc:
                 raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc
-            steps = engine.step_metrics(fitted, tap.frames(), tap.keys)
-            rows_out = tap.rows_out
+            steps = engine.step_metrics(fitted, metrics.frames(), metrics.keys)
+            rows_out = metrics.rows_out
             seconds["transform"] = time.perf_counter() - t0
         _validate_output(spec, tmps[outs.output], source)
         quarantine_file = tmps.get(outs.quarantine)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from pipelines import engine, validation
-from pipelines.metrics_tap import MetricColumns, MetricsTap
+from pipelines.metrics_tap import MetricColumns
 from pipelines.spec import parse_spec
 
 # every step kind with metrics, a row filter in the middle (rows per stage change) and unknown categories
@@ -46,37 +46,17 @@ def _frame(n: int, seed: int) -> pl.DataFrame:
     ).with_columns(pl.when(pl.int_range(n) % 7 == 0).then(None).otherwise(pl.col("d")).alias("d"))
 
 
-@pytest.mark.parametrize("train", [False, True])
-def test_metrics_summed_over_batches_equal_the_whole_tables(train: bool, stage_queries) -> None:
-    """Expect: each step's metrics and rows per stage from the tap, fed the table in uneven batches,
-    equal the in-memory plan's metric queries on the whole table."""
-    spec = parse_spec({"steps": STEPS}, source="test")
-    fitted = engine.fit(spec, _frame(600, 0))
-    source = _frame(1_000, 1).lazy().with_row_index(engine.ROW)
-    plan = stage_queries(fitted, source, source, train=train)
-    whole = engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
-
-    tap = MetricsTap(fitted, source.collect_schema(), train=train)
-    table = source.collect()
-    for start, stop in [(0, 1), (1, 250), (250, 251), (251, 700), (700, 1_000)]:
-        assert tap(table[start:stop]).equals(table[start:stop])  # the batch passes unchanged
-    assert tap.keys == plan.metric_keys
-    assert engine.step_metrics(fitted, tap.frames(), tap.keys) == whole
-    assert tap.rows_out == plan.output.collect().height
-    assert any(s.get("unknown", {}).get("city") for s in whole)  # the data exercises the metrics
-    assert any(s["rows_dropped"] for s in whole)
-
-
-def test_the_tap_sees_every_row_of_a_streaming_query_once() -> None:
-    """Expect: attached to a scan that a streaming query filters and projects downstream, the tap still
-    counts every row and column of the source (no pushdown through it), and the query's result is unchanged."""
+def test_metric_columns_see_every_row_of_a_streaming_query_once() -> None:
+    """Expect: attached to a query that a streaming query filters and projects downstream, the metric columns
+    are still added up over every row (no pushdown through them), and the query's result is unchanged."""
     spec = parse_spec({"steps": [{"kind": "impute", "method": "mean", "columns": ["a"]}]}, source="test")
     df = _frame(5_000, 0)
     fitted = engine.fit(spec, df)
-    tap = MetricsTap(fitted, df.schema, train=False)
-    out = tap.attach(df.lazy()).filter(pl.col("b") > 0).select("b").collect(engine="streaming")
+    metrics = MetricColumns()
+    query = metrics.attach(engine.transformed(fitted.steps, df.lazy(), train=False, before=metrics.before))
+    out = query.filter(pl.col("b") > 0).select("b").collect(engine="streaming")
     assert out.equals(df.filter(pl.col("b") > 0).select("b"))
-    assert tap.frames()[0].to_dicts() == [{"__rows": 5_000, "imputed:a": df["a"].is_nan().sum()}]
+    assert metrics.frames()[0].to_dicts() == [{"__rows": 5_000, "imputed:a": df["a"].is_nan().sum()}]
 
 
 def test_every_steps_metrics_are_per_row_counts() -> None:
@@ -100,27 +80,38 @@ KEEP_ROWS = [s for s in STEPS if s.get("action") != "drop"]
 BATCHED = """\
 import json, sys
 import polars as pl
-from pipelines import engine, validation
+from pipelines import engine, io, validation
 from pipelines.metrics_tap import MetricColumns
 from transforms.pipeline import FittedPipeline
 
 fitted, source, train, out = FittedPipeline.load(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
-metrics, batches = MetricColumns(fitted.steps), []
-add = metrics.add
-metrics.add = lambda batch: (batches.append(batch.height), add(batch))[1]
-query = engine.transformed(fitted.steps, pl.scan_parquet(source), train=train, before=metrics.before)
+metrics, batches = MetricColumns(), {"output": [], "dropped": []}
+add, attach_dropped = metrics.add, metrics.attach_dropped
+metrics.add = lambda batch: (batches["output"].append(batch.height), add(batch))[1]
+metrics.attach_dropped = lambda q, f: attach_dropped(q, f).map_batches(
+    lambda b: (batches["dropped"].append(b.height), b)[1], streamable=True
+)
+clean = pl.scan_parquet(source).with_row_index(engine.ROW)
+dropped, columns = engine.steps_dropped(fitted, clean, clean, train=train, metrics=metrics)
+query = engine.transformed(fitted.steps, clean, train=train, before=metrics.before)
 metrics.attach(query).sink_parquet(out)
+if dropped is not None:
+    engine.quarantine_of([dropped], columns).sink_parquet(out + ".q.parquet")
 steps = engine.step_metrics(fitted, metrics.frames(), metrics.keys)
 print(json.dumps({"batches": batches, "steps": steps, "rows_out": metrics.rows_out, "keys": metrics.keys}))
 """
 
 
+@pytest.mark.parametrize("steps", ["keep rows", "drop rows"])
 @pytest.mark.parametrize("train", [False, True])
-def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path, train: bool, stage_queries) -> None:
+def test_metric_columns_over_many_batches_equal_the_whole_tables(
+    tmp_path: Path, train: bool, steps: str, stage_queries
+) -> None:
     """Expect: streamed in ~10 batches (``POLARS_IDEAL_MORSEL_SIZE=100``, a fresh process), the output with
     the metrics as columns beside it is the plain output (no metric column written), and the metrics added up
-    batch by batch equal the in-memory plan's whole-table metric queries, for every step kind that keeps rows."""
-    spec = parse_spec({"steps": KEEP_ROWS}, source="test")
+    batch by batch, over the output's rows and (with a drop step) over the quarantine pass's dropped rows,
+    equal the in-memory plan's whole-table metric queries (rows per stage included), for every step kind."""
+    spec = parse_spec({"steps": KEEP_ROWS if steps == "keep rows" else STEPS}, source="test")
     fitted = engine.fit(spec, _frame(600, 0))
     fitted.save(tmp_path / "f.json")
     table = _frame(1_000, 1)
@@ -136,20 +127,24 @@ def test_metric_columns_over_many_batches_equal_the_whole_tables(tmp_path: Path,
     source = table.lazy().with_row_index(engine.ROW)
     plan = stage_queries(fitted, source, source, train=train)
     whole = engine.step_metrics(fitted, pl.collect_all(plan.metrics), plan.metric_keys)
-    assert len(got["batches"]) >= 8 and sum(got["batches"]) == table.height
+    output = plan.output.collect()
+    assert len(got["batches"]["output"]) >= 8 and sum(got["batches"]["output"]) == output.height
     assert got["keys"] == [*plan.metric_keys[:-1], []]
     fit_free = [{k: v for k, v in s.items() if not k.startswith("fit_group")} for s in json.loads(json.dumps(whole))]
     assert got["steps"] == fit_free
-    assert got["rows_out"] == table.height
-    assert pl.read_parquet(tmp_path / "out.parquet").equals(plan.output.collect())
+    assert got["rows_out"] == output.height
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(output)
     assert any(s.get("unknown", {}).get("city") for s in whole) and any(s.get("outliers") for s in whole)
-
-
-def test_metric_columns_refuse_steps_that_drop_rows() -> None:
-    """Expect: a pipeline with a drop step is refused, naming the step (the streamed run uses the tap there)."""
-    fitted = engine.fit(parse_spec({"steps": STEPS}, source="test"), _frame(600, 0))
-    with pytest.raises(ValueError, match="outliers/zscore"):
-        MetricColumns(fitted.steps)
+    if steps == "drop rows":  # each dropped row was added up once, in the quarantine pass
+        assert sum(s["rows_dropped"] for s in whole) == sum(got["batches"]["dropped"]) > 0
+        assert output.height < table.height
+        quarantined = pl.read_parquet(tmp_path / "out.parquet.q.parquet")
+        assert quarantined.height == table.height - output.height
+        assert quarantined.drop(engine.ROW, engine.REASONS, engine.STAGE).equals(
+            table[quarantined[engine.ROW].to_list()]
+        )
+    else:
+        assert output.height == table.height and not got["batches"]["dropped"]
 
 
 def test_in_memory_execution_with_metric_columns_equals_the_stage_queries(stage_queries) -> None:
