@@ -105,23 +105,27 @@ def steps_dropped(
 
     ``source``: the clean rows with ``__row``; ``original`` holds the input's values by
     ``__row``, which the dropped rows are quarantined with (rows added by augmentation,
-    which have no ``__row``, with the values they had when dropped). None when no step
-    drops rows. The streaming regime sinks it in its own pass, with ``metrics``: the
+    which have no ``__row``, with the values they had when dropped). While only drop
+    steps came before and ``original`` is ``source``, the dropped rows hold those
+    values already and are not joined back to the input (a second read of it). None
+    when no step drops rows. The streaming regime sinks it in its own pass, with ``metrics``: the
     dropped rows' counts of the steps they went through are added up on the way
     (:meth:`~pipelines.metrics_tap.MetricColumns.attach_dropped`). The in-memory regime
     takes the dropped rows from each segment's table (:func:`run_in_segments`).
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
-    stage, dropped, added = source, [], False
+    stage, dropped, added, pristine = source, [], False, source is original
     for f in fitted.steps:
         counted = None
         if metrics is not None:
             stage = stage.with_columns(metrics.before(f, stage.collect_schema()))
             counted = partial(metrics.attach_dropped, f=f)
-        dropped.extend(dropped_rows(f, stage, original, input_columns, counted=counted, added=added))
+        holder = None if pristine else original
+        dropped.extend(dropped_rows(f, stage, holder, input_columns, counted=counted, added=added))
         stage = first_row_keeps_index(f, f.apply(stage, train=train))
         added = added or (train and f.adds_rows)
+        pristine = pristine and f.keep() is not None  # a drop step only removes rows
     return lost_rows(dropped, input_columns), input_columns
 
 
@@ -166,7 +170,7 @@ def run_in_segments(
 def dropped_rows(
     f: Fitted,
     stage: Frame,
-    original: Frame,
+    original: Frame | None,
     input_columns: Sequence[str],
     *,
     counted: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
@@ -213,7 +217,7 @@ def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def with_input_values(
-    original: Frame,
+    original: Frame | None,
     gone: Frame,
     input_columns: Sequence[str],
     *,
@@ -222,7 +226,8 @@ def with_input_values(
 ) -> list[Frame]:
     """Rows a step dropped (``gone``, tagged with reasons and stage) with the values they had in the input.
 
-    Rows of the input get them from ``original`` by ``__row``; rows an augmentation step
+    Rows of the input get them from ``original`` by ``__row`` (None: ``gone`` holds them, no
+    step before the dropping one having changed a value); rows an augmentation step
     added (no ``__row``) keep the values they had when dropped, a part left out when
     ``added`` is false (no such row can be there: a lazy query would read its input for
     it all the same). ``counted`` (lazy only) sees each part once, before its columns are
@@ -233,6 +238,8 @@ def with_input_values(
     parts = [gone.filter(pl.col(ROW).is_not_null())] + ([gone.filter(pl.col(ROW).is_null())] if added else [])
     if counted is not None:
         parts = [counted(part.lazy()) for part in parts]
+    if original is None:
+        return [p.select(*[c for c in input_columns if c in names], *tags) for p in parts]
     joined = original.join(parts[0].select(tags), on=ROW, how="inner")
     return [joined, *(p.select(*[c for c in input_columns if c in names], *tags) for p in parts[1:])]
 
