@@ -2,8 +2,8 @@
 
 The benchmark's case 6 target (peak RSS <= 2x the input) is about SMOTE blowing up
 memory. At 1M rows the whole process's peak cannot show that: the interpreter with
-NumPy, scikit-learn and Polars is ~220 MB, 2.5x the 86 MB input, before any data, and
-reading the Parquet file leaves RSS ~190 MB above that. So this runs case 6 (mean impute
+NumPy, SciPy's k-d tree and Polars is ~100 MB, 1.1x the 86 MB input, before any data,
+and reading the Parquet file leaves RSS ~190 MB above that. So this runs case 6 (mean impute
 -> SMOTE, k = 5, to 1:1) in each library in a fresh process and reports RSS after the
 imports, after reading the input, and the peak (Linux's VmHWM), and **added**: the peak
 minus the RSS once the input was read, against the input's in-memory size. The output
@@ -37,7 +37,7 @@ CODE = {
     "prepflow": """
 import sys
 import polars as pl
-import sklearn.neighbors  # SMOTE's search imports it on use: count it with the imports
+import scipy.spatial  # SMOTE's search imports it on use: count it with the imports
 from benchmarks.variants.prepflow_lib import pipeline
 imports = rss()[0]
 df = pl.read_parquet(sys.argv[1])

@@ -43,13 +43,15 @@ def native_threads(workers: int | None = None) -> Iterator[None]:
         yield
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[fn(x) for x in items]`` on up to :func:`budget` threads, in order (for NumPy work that releases the GIL).
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``workers`` threads (default :func:`budget`), in order.
+
+    For NumPy work that releases the GIL.
 
     >>> parallel_map(abs, [-1, 2, -3])
     [1, 2, 3]
     """
-    workers = max(1, min(len(items), budget()))
+    workers = max(1, min(len(items), workers or budget()))
     if workers == 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(workers) as pool:

@@ -41,6 +41,22 @@ def test_both_searches_find_scikit_learns_neighbours(monkeypatch, name: str, sea
     assert got.dtype == np.intp
 
 
+@pytest.mark.parametrize("k", [1, 5, 60])
+def test_brute_force_bounds_each_row_from_a_sample_and_stays_exact(k: int) -> None:
+    """Expect: on 9000 rows (a row's bound comes from a sample of 2048 of its values) of integer features (many
+    tied distances), the brute force's neighbours are at scikit-learn's distances, nearest first; on continuous
+    data they are scikit-learn's indices."""
+    rng = np.random.default_rng(4)
+    ties = rng.integers(0, 6, size=(9000, 3)).astype(float)
+    got = nb.brute_force(ties, k)
+    expected = sklearn_neighbours(ties, k)
+    distance = np.sqrt(((ties[:, None, :] - ties[got]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(distance, np.sqrt(((ties[:, None, :] - ties[expected]) ** 2).sum(axis=2)))
+    assert (np.diff(distance, axis=1) >= 0).all()
+    continuous = rng.standard_normal((9000, 7))
+    np.testing.assert_array_equal(nb.brute_force(continuous, k), sklearn_neighbours(continuous, k))
+
+
 def test_duplicate_rows_have_distance_zero_neighbours(monkeypatch) -> None:
     """Expect: with every row present twice, each row's nearest neighbour is a copy of it (itself or its twin)."""
     rng = np.random.default_rng(1)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +52,41 @@ def test_native_threads_limits_inside_the_block_and_restores_after() -> None:
     assert [(p["filepath"], p["num_threads"]) for p in threadpool_info()] == before
 
 
-def test_brute_force_neighbours_run_blas_on_the_given_workers(monkeypatch) -> None:
-    """Expect: 16 independent Gaussian features take the brute-force branch (scikit-learn, BLAS), and its
-    BLAS runs on ``workers`` threads, not on every core."""
+def spy_blocks(monkeypatch: pytest.MonkeyPatch, module: object) -> list[tuple[int | None, int, set[int]]]:
+    """Record each brute-force search's (workers asked, threads its blocks ran on, BLAS threads in the blocks)."""
+    seen: list[tuple[int | None, int, set[int]]] = []
+    real = module.parallel_map  # type: ignore[attr-defined]
+
+    def spy(fn, items, *, workers=None):
+        threads: set[int] = set()
+        blas: set[int] = set()
+
+        def block(item):
+            threads.add(threading.get_ident())
+            blas.update(blas_threads())
+            return fn(item)
+
+        out = real(block, items, workers=workers)
+        seen.append((workers, len(threads), blas))
+        return out
+
+    monkeypatch.setattr(module, "parallel_map", spy)
+    return seen
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_brute_force_neighbours_keep_to_the_given_workers(monkeypatch, workers: int) -> None:
+    """Expect: 16 independent Gaussian features take the brute-force branch; its blocks run on at most
+    ``workers`` threads, each block's matrix product on one BLAS thread (not on every core); the neighbours
+    are scikit-learn's."""
     from sklearn.neighbors import NearestNeighbors
 
-    seen: list[set[int]] = []
-    kneighbors = NearestNeighbors.kneighbors
-
-    def spy(self, *args, **kwargs):
-        seen.append(blas_threads())
-        return kneighbors(self, *args, **kwargs)
-
-    monkeypatch.setattr(NearestNeighbors, "kneighbors", spy)
+    seen = spy_blocks(monkeypatch, nb)
     x = np.random.default_rng(0).standard_normal((2000, 16))
-    got = nb.nearest_neighbours(x, 5, workers=1)
-    assert seen == [{1}]
+    got = nb.nearest_neighbours(x, 5, workers=workers)
+    assert len(seen) == 1
+    asked, threads, blas = seen[0]
+    assert asked == workers and 1 <= threads <= workers and blas == {1}
     expected = NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x, return_distance=False)[:, 1:]
     assert np.array_equal(got, expected)
 
@@ -96,21 +116,28 @@ def test_knn_imputer_reads_the_budget_where_the_plan_is_built(monkeypatch) -> No
 
 @pytest.mark.skipif(sys.platform != "linux", reason="thread counts of a child process, read from /proc")
 def test_polars_max_threads_1_keeps_smote_brute_force_on_one_thread(tmp_path) -> None:
-    """Expect: a job run with POLARS_MAX_THREADS=1 runs SMOTE's brute-force neighbour search with one BLAS
-    thread (without the budget, BLAS takes every core: 2 on the CI-class machine)."""
+    """Expect: a job run with POLARS_MAX_THREADS=1 runs SMOTE's brute-force neighbour search on one thread with
+    one BLAS thread (without the budget, BLAS takes every core: 2 on the CI-class machine)."""
     code = textwrap.dedent(
         """
+        import threading
         import numpy as np, polars as pl
         from threadpoolctl import threadpool_info
-        from sklearn.neighbors import NearestNeighbors
         from transforms import SMOTE
+        from transforms.augment import neighbours
 
         seen = []
-        kneighbors = NearestNeighbors.kneighbors
-        def spy(self, *a, **k):
-            seen.append(sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}))
-            return kneighbors(self, *a, **k)
-        NearestNeighbors.kneighbors = spy
+        real = neighbours.parallel_map
+        def spy(fn, items, *, workers=None):
+            threads, blas = set(), set()
+            def block(item):
+                threads.add(threading.get_ident())
+                blas.update(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+                return fn(item)
+            out = real(block, items, workers=workers)
+            seen.append([workers, len(threads), sorted(blas)])
+            return out
+        neighbours.parallel_map = spy
         rng = np.random.default_rng(0)
         df = pl.DataFrame({f"f{i}": rng.standard_normal(3000) for i in range(16)}).with_columns(
             y=pl.Series([1] * 300 + [0] * 2700)
@@ -123,4 +150,4 @@ def test_polars_max_threads_1_keeps_smote_brute_force_on_one_thread(tmp_path) ->
     cmd = [sys.executable, "-c", code]
     res = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.split() == ["1", "[[1]]"]
+    assert res.stdout.strip() == "1 [[1, 1, [1]]]"
