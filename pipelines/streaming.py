@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from pipelines import engine, io, validation
 from pipelines.commands import Outputs, PathLike, _compile, _json
@@ -173,6 +172,8 @@ class _Spill:
 
     def write(self, df: pl.DataFrame) -> None:
         if self._writer is None:
+            import pyarrow.parquet as pq  # on use: a run without an input schema never spills (64 ms to import)
+
             self._schema = df.schema
             self._writer = pq.ParquetWriter(self.path, df.to_arrow().schema, compression="lz4")
         elif df.schema != self._schema:
