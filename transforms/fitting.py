@@ -204,6 +204,10 @@ def _at(index: int, fn: Callable[..., T], *args: object) -> T:
         raise
 
 
+#: the key of the input's row count in the statistics' select
+_HEIGHT = "\x1fheight"
+
+
 def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     """Run every aggregate of ``plans`` in one select, every quantile request in one
     selection pass, and every query beside them, all in one ``collect_all``.
@@ -245,7 +249,6 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         queries.extend(build(lf) for build in plan.queries.values())
     for fs in moments.values():
         c = fs.column
-        _count_missing(aggs, c)
         for stat in ("count", "mean", "var", *(("min", "max") if fs.stat in ("min", "max") else ())):
             add_stat(f"\x1fm:{c}:{stat}", finite(c, pl.Float64()), stat)
     raw: dict[str, str] = {}  # filled column -> the whole-quantile frame column with its raw values
@@ -259,6 +262,8 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
         else:
             quantiles.setdefault(f"\x1fraw:{c}", Quantiles(finite(c, pl.Float64()), ()))
             raw[c] = f"\x1fraw:{c}"
+    # a moment's fills (null or NaN values) come from its raw count when the guard rules NaN out
+    counted = {fs.column for fs in moments.values() if f"\x1fk:{fs.column}" not in aggs}
     frames = []
     if aggs:
         frames.append(lf.select(list(aggs.values())))
@@ -268,7 +273,8 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
             pl.col(unmasked[name]).alias(name) if name in unmasked else e.alias(name) for name, e in sources.values()
         ]
         guards = [pl.col(name).mean().alias(f"\x1fguard:{name}") for name in unmasked]
-        frames.append(lf.select(inputs).select([*stats.values(), *guards]))
+        height = [pl.len().alias(_HEIGHT)] if counted else []
+        frames.append(lf.select(inputs).select([*stats.values(), *guards, *height]))
     whole = {k: q for k, q in quantiles.items() if q.subsample is None}
     if whole:
         frames.append(lf.select([q.expr.alias(k) for k, q in whole.items()]))
@@ -278,7 +284,10 @@ def _collect(plans: list[FitPlan], lf: pl.LazyFrame) -> list[FitData]:
     row = next(results).row(0, named=True) if aggs else {}
     if stats:
         row.update(next(results).row(0, named=True))
+        late = _missing_from_counts(row, counted, unmasked, stat_source)
         _redo_nonfinite(row, unmasked, sources, stats, stat_source, lf)
+        if late:
+            row.update(lf.select(_missing(c) for c in late).collect().row(0, named=True))
     if whole:
         frame = next(results)
         plain = {k: q.probs for k, q in whole.items()}
@@ -334,9 +343,34 @@ def _redo_nonfinite(
     row.update(lf.select(masked).select(again).collect().row(0, named=True))
 
 
+def _missing(c: str) -> pl.Expr:
+    """``\x1fk:<c>``: the number of null or NaN values of raw column ``c`` (what a fill fills)."""
+    return (pl.col(c).is_null() | pl.col(c).is_nan()).sum().alias(f"\x1fk:{c}")
+
+
 def _count_missing(aggs: dict[str, pl.Expr], c: str) -> None:
-    """Request ``\x1fk:<c>``, the number of null or NaN values of raw column ``c`` (what a fill fills)."""
-    aggs[f"\x1fk:{c}"] = (pl.col(c).is_null() | pl.col(c).is_nan()).sum().alias(f"\x1fk:{c}")
+    """Request :func:`_missing` of ``c`` in the aggregations' select."""
+    aggs[f"\x1fk:{c}"] = _missing(c)
+
+
+def _missing_from_counts(
+    row: dict[str, Any], columns: set[str], unmasked: Mapping[str, str], stat_source: Mapping[str, str]
+) -> list[str]:
+    """Set ``\x1fk:<c>`` of the moment ``columns`` from the rows less the raw count; the columns it cannot.
+
+    The count of a raw float column (:func:`_unmasked`) misses its nulls only when its guard
+    is finite, i.e. it holds no NaN (nor infinity); a column of another dtype has no NaN.
+    Saves a pass over each column (case 1: the fit's query 0.143 s -> 0.116 s at 10M rows).
+    """
+    late = []
+    for c in sorted(columns):
+        name = stat_source[f"\x1fm:{c}:count"]
+        guard = row.get(f"\x1fguard:{name}")
+        if name in unmasked and guard is not None and not math.isfinite(guard):
+            late.append(c)
+        else:
+            row[f"\x1fk:{c}"] = row[_HEIGHT] - row[f"\x1fm:{c}:count"]
+    return late
 
 
 def _filled_stat(fs: FilledStat, row: Mapping[str, Any]) -> Any:

@@ -30,7 +30,8 @@ from transforms.fitting import _collect, fit_steps
 
 
 def _frame(n: int, seed: int) -> pl.DataFrame:
-    """Nulls and NaN (half each), +inf, ties, a constant and an all-missing column."""
+    """Nulls and NaN (half each), +inf, ties, a constant and an all-missing column; nulls and no NaN in
+    ``nulls``."""
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {}
     for i in range(4):
@@ -44,7 +45,9 @@ def _frame(n: int, seed: int) -> pl.DataFrame:
     data["empty"] = np.full(n, np.nan)
     df = pl.DataFrame(data)
     half = pl.int_range(pl.len()) % 2 == 0
-    return df.with_columns([pl.when(half).then(pl.col(c).fill_nan(None)).otherwise(pl.col(c)) for c in df.columns])
+    df = df.with_columns([pl.when(half).then(pl.col(c).fill_nan(None)).otherwise(pl.col(c)) for c in df.columns])
+    gaps = rng.random(n) < 0.15
+    return df.with_columns(nulls=pl.Series(rng.normal(size=n) * 5.0 + 1.0).set(pl.Series(gaps), None))
 
 
 PIPELINES = {
@@ -116,7 +119,7 @@ def test_mean_fill_then_standard_scale_matches_scikit_learn() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler as SkScaler
 
-    df = _frame(1_001, seed=9).select("f0", "f1", "f2", "f3", "const")
+    df = _frame(1_001, seed=9).select("f0", "f1", "f2", "f3", "const", "nulls")
     fused = fit_steps([SimpleImputer(strategy="mean"), StandardScaler()], df.lazy(), target=None)
     sk = make_pipeline(SkImputer(strategy="mean"), SkScaler()).fit(df.fill_null(np.nan).to_numpy())
     scaler = fused.fitted[1]
