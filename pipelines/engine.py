@@ -38,6 +38,8 @@ from transforms.pipeline import FittedPipeline
 ROW = "__row"
 REASONS = "__reasons"
 STAGE = "__stage"
+#: prefix of the hidden columns that carry the input's values through a quarantine query (never written)
+INPUT = "\x1finput:"
 Progress = Callable[[str], None]
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -105,27 +107,29 @@ def steps_dropped(
 
     ``source``: the clean rows with ``__row``; ``original`` holds the input's values by
     ``__row``, which the dropped rows are quarantined with (rows added by augmentation,
-    which have no ``__row``, with the values they had when dropped). While only drop
-    steps came before and ``original`` is ``source``, the dropped rows hold those
-    values already and are not joined back to the input (a second read of it). None
-    when no step drops rows. The streaming regime sinks it in its own pass, with ``metrics``: the
-    dropped rows' counts of the steps they went through are added up on the way
+    which have no ``__row``, with the values they had when dropped). When ``original``
+    is ``source`` the input's values ride beside the stage as hidden columns (references,
+    until a step's filter keeps only its dropped rows), so the dropped rows are not joined
+    back to a second read of the input. None when no step drops rows. The streaming regime
+    sinks it in its own pass, with ``metrics``: the dropped rows' counts of the steps they
+    went through are added up on the way
     (:meth:`~pipelines.metrics_tap.MetricColumns.attach_dropped`). The in-memory regime
     takes the dropped rows from each segment's table (:func:`run_in_segments`).
     """
     input_columns = [c for c in original.collect_schema() if c != ROW]
     fitted.check_schema(source.collect_schema(), train=train)
-    stage, dropped, added, pristine = source, [], False, source is original
+    carried = source is original
+    stage = source.with_columns(pl.col(c).alias(INPUT + c) for c in input_columns) if carried else source
+    holder = None if carried else original
+    dropped, added = [], False
     for f in fitted.steps:
         counted = None
         if metrics is not None:
             stage = stage.with_columns(metrics.before(f, stage.collect_schema()))
             counted = partial(metrics.attach_dropped, f=f)
-        holder = None if pristine else original
         dropped.extend(dropped_rows(f, stage, holder, input_columns, counted=counted, added=added))
         stage = first_row_keeps_index(f, f.apply(stage, train=train))
         added = added or (train and f.adds_rows)
-        pristine = pristine and f.keep() is not None  # a drop step only removes rows
     return lost_rows(dropped, input_columns), input_columns
 
 
@@ -226,8 +230,8 @@ def with_input_values(
 ) -> list[Frame]:
     """Rows a step dropped (``gone``, tagged with reasons and stage) with the values they had in the input.
 
-    Rows of the input get them from ``original`` by ``__row`` (None: ``gone`` holds them, no
-    step before the dropping one having changed a value); rows an augmentation step
+    Rows of the input get them from ``original`` by ``__row`` (None: from the hidden
+    ``INPUT`` columns of ``gone``, see :func:`steps_dropped`); rows an augmentation step
     added (no ``__row``) keep the values they had when dropped, a part left out when
     ``added`` is false (no such row can be there: a lazy query would read its input for
     it all the same). ``counted`` (lazy only) sees each part once, before its columns are
@@ -239,9 +243,10 @@ def with_input_values(
     if counted is not None:
         parts = [counted(part.lazy()) for part in parts]
     if original is None:
-        return [p.select(*[c for c in input_columns if c in names], *tags) for p in parts]
-    joined = original.join(parts[0].select(tags), on=ROW, how="inner")
-    return [joined, *(p.select(*[c for c in input_columns if c in names], *tags) for p in parts[1:])]
+        first = parts[0].select(*[pl.col(INPUT + c).alias(c) for c in input_columns], *tags)
+    else:
+        first = original.join(parts[0].select(tags), on=ROW, how="inner")
+    return [first, *(p.select(*[c for c in input_columns if c in names], *tags) for p in parts[1:])]
 
 
 def quarantine_of(parts: Sequence[Frame], input_columns: Sequence[str]) -> Frame | None:
