@@ -78,7 +78,7 @@ class MetricColumns:
     def before(self, f: Fitted, schema: pl.Schema) -> list[pl.Expr]:
         """The metric columns of step ``f`` at its input (``schema``), named ``__metric<stage>:<key>``."""
         metrics = f.metrics(schema)
-        stage = next((i for i, seen in enumerate(self._steps) if seen is f), None)
+        stage = self._stage(f)
         if stage is None:
             stage = len(self._steps)
             self._steps.append(f)
@@ -105,12 +105,18 @@ class MetricColumns:
 
         Those rows reached every stage up to ``f``'s, and no later one.
         """
-        stage = next(i for i, seen in enumerate(self._steps) if seen is f)
+        stage = self._stage(f)
+        if stage is None:
+            raise ValueError(f"{f.step.label}: its metric columns were never added (before)")
         return self._adding(query, lambda batch: self._add(batch, stage + 1))
 
     def add(self, batch: pl.DataFrame) -> pl.DataFrame:
         """Add up the metric columns of ``batch``, rows of the output; the batch without them."""
         return self._add(batch, len(self._totals))
+
+    def _stage(self, f: Fitted) -> int | None:
+        """The stage of step ``f`` (the order :meth:`before` first saw it in), None if never seen."""
+        return next((i for i, seen in enumerate(self._steps) if seen is f), None)
 
     def _adding(self, query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.LazyFrame:
         hidden = {n for names in self._names for n in names}
