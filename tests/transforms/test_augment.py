@@ -348,3 +348,48 @@ def test_smote_interpolates_what_one_pass_over_all_rows_does() -> None:
     np.testing.assert_array_equal(seeds, rows)
     np.testing.assert_array_equal(new, want)
     assert new.flags.f_contiguous
+
+
+@pytest.mark.parametrize("step", ["smote", "oversample"])
+def test_class_balancing_makes_its_rows_a_chunk_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, data: pl.DataFrame, step: str
+) -> None:
+    """Expect: with chunks of 64 rows, the new rows come as frames of at most 64 rows (per class), each
+    class's rows with its own seeds, still valid (on a segment of the class / copies of its rows) and
+    the same on every run; lazily, a projection, a filter and a head of them equal the eager ones."""
+    from transforms.augment import _base
+    from transforms.augment import oversample as oversample_module
+    from transforms.augment import smote as smote_module
+
+    module = smote_module if step == "smote" else oversample_module
+    monkeypatch.setattr(module, "CHUNK_ROWS", 64)
+    frames: list[int] = []
+    real = _base.new_rows_source
+
+    def counting(seeds, schema, make):
+        return real(seeds, schema, lambda df: (frames.append(f.height) or f for f in make(df)))
+
+    monkeypatch.setattr(module, "new_rows_source", counting)
+    pipe = (
+        SMOTE(target="y", columns=["f1", "f2"], k_neighbors=3, seed=2)
+        if step == "smote"
+        else RandomOversampler(target="y", seed=2)
+    )
+    fitted = pipe.fit(data)
+    out = fitted.transform(data, train=True)
+    added = out.height - data.height
+    assert added == 250 + 350  # classes 1 and 2 grow to 400
+    assert frames == [64, 64, 64, 58, *[64] * 5, 30]  # 250 rows, then 350, 64 at a time
+    assert out.equals(fitted.transform(data, train=True))
+    new = out.tail(added)
+    assert new["y"].value_counts(sort=True).rows() == [(2, 350), (1, 250)]
+    for label in (1, 2):
+        rows, made = data.filter(pl.col("y") == label), new.filter(pl.col("y") == label)
+        for c in ("f1", "f2"):
+            assert rows[c].min() <= made[c].min() and made[c].max() <= rows[c].max()
+        if step == "oversample":
+            assert made.join(rows, on=data.columns, how="anti").height == 0  # whole rows copied
+    lazy = fitted.transform(data.lazy(), train=True)
+    assert lazy.select("f1", "y").collect().equals(out.select("f1", "y"))
+    assert lazy.filter(pl.col("y") == 2).collect().equals(out.filter(pl.col("y") == 2))
+    assert lazy.head(700).collect().equals(out.head(700))

@@ -20,9 +20,9 @@ engine's row index) from the input row they were made from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,12 @@ from transforms.errors import ColumnError, ConfigError
 
 #: the Boolean column that ``mark=True`` adds: True for rows an augmentation step made
 MARK_COLUMN = "__augmented"
+#: an engine's hidden Boolean column: when a step's input has it, the rows the step adds get True
+#: in it (the input's rows keep their value), so the engine can tell them apart
+ADDED_COLUMN = "__added"
+#: new rows a class-balancing step makes at a time, per class (fixed: a seed gives the same rows
+#: however the query runs)
+CHUNK_ROWS = 1 << 17
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -79,6 +85,10 @@ class AugmentStep(Step):
     seed: int = Field(0, ge=0)
     mark: bool = False
     target: str | None = None
+
+    #: whether the step can run streamed: its new rows need only the rows of the classes that
+    #: grow, not the whole table (see :func:`new_rows_source`)
+    streams: ClassVar[bool] = False
 
     def effective_target(self, target: str | None) -> str | None:
         """The step's own ``target``, else the pipeline's."""
@@ -178,9 +188,46 @@ class FittedAugment(Fitted):
         new = self.generate(lf)
         if mark or marked:
             new = new.with_columns(pl.lit(True).alias(MARK_COLUMN))
+        if ADDED_COLUMN in lf.collect_schema():
+            new = new.with_columns(pl.lit(True).alias(ADDED_COLUMN))
         if mark:
             lf = lf.with_columns(pl.lit(False).alias(MARK_COLUMN))
         return pl.concat([lf, new], how="vertical")
+
+
+def new_rows_source(
+    seeds: pl.LazyFrame, schema: pl.Schema, make: Callable[[pl.DataFrame], Iterator[pl.DataFrame]]
+) -> pl.LazyFrame:
+    """New rows, lazily: ``make``'s frames (each with ``schema``) from the rows of ``seeds``, one at a time.
+
+    A Polars IO source (``register_io_source``): when a query first reads it, ``seeds``
+    (rows the new ones are made from: the growing classes, a small share of a large
+    table) is collected with the streaming engine, and each frame ``make`` yields is
+    passed on before the next is made. So a streamed query holds ``seeds`` and one
+    frame, never all the new rows. Every read runs ``make`` again (same seeds, same rows).
+
+    >>> lf = pl.LazyFrame({"x": [1.0, 2.0, 3.0]})
+    >>> twice = new_rows_source(lf.filter(pl.col("x") > 1), lf.collect_schema(), lambda df: iter([df, df * 10]))
+    >>> twice.collect()["x"].to_list()
+    [2.0, 3.0, 20.0, 30.0]
+    """
+    from polars.io.plugins import register_io_source
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for frame in make(seeds.collect(engine="streaming")):
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            yield frame if with_columns is None else frame.select(with_columns)
+            if left == 0:
+                return
+
+    return register_io_source(source, schema=schema)
 
 
 def keep_dtype(values: pl.Series, dtype: pl.DataType) -> pl.Series:

@@ -1,27 +1,49 @@
 """Random oversampling: duplicate random rows of each minority class.
 
-Pure lazy Polars: per minority class a ``filter`` and a seeded
-``int_range(len).sample(n, with_replacement=True)`` of row positions that every
-column is gathered with, so whole rows are copied; no UDF, streaming-friendly.
+The new rows are a lazy source (:func:`~transforms.augment._base.new_rows_source`):
+when a query first reads them, the rows of the classes that grow are collected, and
+per class a seeded ``int_range(len).sample(n, with_replacement=True)`` of row
+positions picks the rows that are copied whole, gathered
+:data:`~transforms.augment._base.CHUNK_ROWS` at a time. So a streamed run holds the
+minority's rows, the positions and one chunk, never the table of copies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import polars as pl
 from pydantic import Field
 
 from transforms.augment._base import (
+    CHUNK_ROWS,
     AugmentStep,
     FittedClassBalance,
     class_counts_query,
     class_filter,
     derive_seed,
     n_to_add,
+    new_rows_source,
 )
 from transforms.base import FitData, FitPlan
 from transforms.registry import register
+
+
+def _copies(
+    df: pl.DataFrame, *, target: str, classes: tuple[Any, ...], n_new: tuple[int, ...], seed: int
+) -> Iterator[pl.DataFrame]:
+    """The copied rows of every growing class of ``df`` (the growing classes' rows), a chunk at a time."""
+    dtype = df.schema[target]
+    for i, (value, n) in enumerate(zip(classes, n_new, strict=True)):
+        rows = df.filter(class_filter(target, dtype, value)) if n > 0 else df.clear()
+        if rows.height == 0:
+            continue
+        picks = pl.int_range(rows.height, eager=True).sample(n, with_replacement=True, seed=derive_seed(seed, i))
+        for start in range(0, n, CHUNK_ROWS):
+            yield rows[picks.slice(start, CHUNK_ROWS)]
 
 
 @dataclass(frozen=True)
@@ -29,14 +51,13 @@ class FittedOversampler(FittedClassBalance):
     """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
     def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
-        dtype = lf.collect_schema()[self.target]
-        parts = []
-        for i, (value, n) in enumerate(zip(self.classes, self.n_new, strict=True)):
-            if n <= 0:
-                continue
-            rows = pl.int_range(pl.len()).sample(n, with_replacement=True, seed=derive_seed(self.step.seed, i))
-            parts.append(lf.filter(class_filter(self.target, dtype, value)).select(pl.all().gather(rows)))
-        return pl.concat(parts, how="vertical") if parts else lf.clear()
+        grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
+        if not grow:
+            return lf.clear()
+        schema = lf.collect_schema()
+        keep = pl.any_horizontal(class_filter(self.target, schema[self.target], v) for v in grow)
+        make = partial(_copies, target=self.target, classes=self.classes, n_new=self.n_new, seed=self.step.seed)
+        return new_rows_source(lf.filter(keep), schema, make)
 
 
 @register("augment", "oversample", "Duplicate random rows of minority classes until they reach ratio * majority.")
@@ -68,6 +89,7 @@ class RandomOversampler(AugmentStep):
     ratio: float = Field(1.0, gt=0, le=1)
 
     fitted_class = FittedOversampler
+    streams = True
 
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         t = self.require_class_target(schema, target)

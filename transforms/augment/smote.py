@@ -1,19 +1,24 @@
 """SMOTE: synthetic minority rows interpolated between near neighbours.
 
-Generation runs in one ``LazyFrame.map_batches`` call over the rows of the
-classes that grow (a ``filter`` first, so a 2% minority of a large table is all
-that reaches NumPy); the original rows stream past untouched and the new rows
-are appended with a lazy ``concat``. Per class:
-the exact ``k`` nearest neighbours (:func:`~transforms.augment.neighbours.nearest_neighbours`:
-a k-d tree or chunked brute force, whichever its cost model finds cheaper for the
-data; never a full pairwise-distance matrix), then
-``x_i + u * (x_nn - x_i)`` for the new rows, with
-``numpy.random.default_rng(seed)``, interpolated one feature at a time into one column-major
-array. Memory beyond the output: the minority rows, that array and a few index vectors.
+The new rows are a lazy source (:func:`~transforms.augment._base.new_rows_source`):
+when a query first reads them, the rows of the classes that grow are collected (a
+``filter``, so a 2% minority of a large table is all that reaches NumPy), and the
+new rows are made from them :data:`~transforms.augment._base.CHUNK_ROWS` at a time, each chunk passed on
+before the next is made. The original rows stream past untouched and the new rows
+are appended with a lazy ``concat``, so a streamed run holds the minority rows, their
+neighbour table and one chunk, never the table of new rows (1.96x the input's rows
+when a 2% minority is balanced). Per class: the exact ``k`` nearest neighbours
+(:func:`~transforms.augment.neighbours.nearest_neighbours`: a k-d tree or chunked brute
+force, whichever its cost model finds cheaper for the data; never a full
+pairwise-distance matrix), then ``x_i + u * (x_nn - x_i)`` for the new rows, each
+chunk's draws from its own ``numpy.random.default_rng`` seeded from the step's seed,
+the class and the chunk (so the rows do not depend on how the query runs),
+interpolated one feature at a time into one column-major array.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,12 +28,15 @@ import polars as pl
 from pydantic import Field
 
 from transforms.augment._base import (
+    CHUNK_ROWS,
     AugmentStep,
     FittedClassBalance,
     class_counts_query,
     class_filter,
+    derive_seed,
     keep_dtype,
     n_to_add,
+    new_rows_source,
 )
 from transforms.augment.neighbours import nearest_neighbours
 from transforms.base import FitData, FitPlan
@@ -39,14 +47,21 @@ from transforms.threads import budget
 
 
 def smote_samples(
-    x: np.ndarray, n: int, k: int, rng: np.random.Generator, *, workers: int | None = None
+    x: np.ndarray,
+    n: int,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    workers: int | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic points from the rows of ``x``, and the row each was seeded from.
 
     Each point is ``x[i] + u * (x[j] - x[i])`` for a random row ``i``, ``j`` one
     of the ``k`` nearest neighbours of ``i`` among the rows of ``x`` (itself
     excluded, as in imbalanced-learn) and ``u ~ U[0, 1)``. ``k`` is capped at
-    ``len(x) - 1``; a single row is copied. ``workers``: threads of the neighbour search.
+    ``len(x) - 1``; a single row is copied. ``workers``: threads of the neighbour search;
+    ``neighbours``: its result, when known (``nearest_neighbours(x, min(k, len(x) - 1))``).
 
     >>> x = np.array([[0.0, 0.0], [1.0, 1.0]])
     >>> new, seeds = smote_samples(x, 3, 5, np.random.default_rng(0))
@@ -58,7 +73,8 @@ def smote_samples(
     if m < 2:
         return x[rows].copy(), rows
     k = min(k, m - 1)
-    neighbours = nearest_neighbours(x, k, workers=workers)
+    if neighbours is None:
+        neighbours = nearest_neighbours(x, k, workers=workers)
     picks = neighbours[rows, rng.integers(0, k, size=n)]
     steps = rng.random(n)
     # column-major: each feature's values are contiguous, ready to become a Series; one feature
@@ -75,7 +91,7 @@ def smote_samples(
     return new, rows
 
 
-def _smote_batch(
+def _smote_rows(
     df: pl.DataFrame,
     *,
     columns: tuple[str, ...],
@@ -85,23 +101,21 @@ def _smote_batch(
     k: int,
     seed: int,
     workers: int,
-) -> pl.DataFrame:
-    """The synthetic rows for every growing class of ``df`` (the filtered minority rows)."""
-    rng = np.random.default_rng(seed)
+) -> Iterator[pl.DataFrame]:
+    """The synthetic rows for every growing class of ``df`` (the growing classes' rows), a chunk at a time."""
     dtype = df.schema[target]
-    parts = []
-    for value, n in zip(classes, n_new, strict=True):
-        if n <= 0:
-            continue
-        rows = df.filter(class_filter(target, dtype, value))
+    for i, (value, n) in enumerate(zip(classes, n_new, strict=True)):
+        rows = df.filter(class_filter(target, dtype, value)) if n > 0 else df.clear()
         if rows.height == 0:
             continue
-        x = rows.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
-        new, seeds = smote_samples(x, n, k, rng, workers=workers)
-        copied = rows.drop(columns)[seeds]  # the seed row's other columns
-        features = [keep_dtype(pl.Series(c, new[:, j]), df.schema[c]) for j, c in enumerate(columns)]
-        parts.append(copied.with_columns(features).select(df.columns))
-    return pl.concat(parts, how="vertical") if parts else df.clear()
+        x = np.asfortranarray(rows.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy())
+        knn = nearest_neighbours(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
+        others = rows.drop(columns)  # the seed row's other columns
+        for chunk, start in enumerate(range(0, n, CHUNK_ROWS)):
+            rng = np.random.default_rng(derive_seed(seed, i, chunk))
+            new, seeds = smote_samples(x, min(CHUNK_ROWS, n - start), k, rng, neighbours=knn)
+            features = [keep_dtype(pl.Series(c, new[:, j]), df.schema[c]) for j, c in enumerate(columns)]
+            yield others[seeds].with_columns(features).select(df.columns)
 
 
 @dataclass(frozen=True)
@@ -112,19 +126,19 @@ class FittedSMOTE(FittedClassBalance):
         grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
         if not grow:
             return lf.clear()
-        dtype = lf.collect_schema()[self.target]
-        keep = pl.any_horizontal(class_filter(self.target, dtype, v) for v in grow)
-        fn = partial(
-            _smote_batch,
+        schema = lf.collect_schema()
+        keep = pl.any_horizontal(class_filter(self.target, schema[self.target], v) for v in grow)
+        make = partial(
+            _smote_rows,
             columns=self.columns,
             target=self.target,
             classes=self.classes,
             n_new=self.n_new,
             k=self.step.k_neighbors,  # type: ignore[attr-defined]
             seed=self.step.seed,
-            workers=budget(),  # here, not in the batch function: there Polars answers 1
+            workers=budget(),  # here, not when the rows are made: there Polars answers 1
         )
-        return lf.filter(keep).map_batches(fn)
+        return new_rows_source(lf.filter(keep), schema, make)
 
 
 @register("augment", "smote", "SMOTE: synthetic minority rows interpolated between k nearest neighbours.")
@@ -166,6 +180,7 @@ class SMOTE(AugmentStep):
     ratio: float = Field(1.0, gt=0, le=1)
 
     fitted_class = FittedSMOTE
+    streams = True
 
     def plan(self, schema: pl.Schema, target: str | None) -> FitPlan:
         t = self.require_class_target(schema, target)
