@@ -30,8 +30,9 @@ from pipelines.metrics_tap import MetricColumns
 from pipelines.spec import PipelineSpec
 from pipelines.validation import Validated
 from transforms._version import __version__
+from transforms.augment._base import ADDED_COLUMN
 from transforms.base import ROWS, Fitted
-from transforms.compose import Before, apply_steps
+from transforms.compose import apply_steps
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
 
@@ -121,14 +122,14 @@ def steps_dropped(
     carried = source is original
     stage = source.with_columns(pl.col(c).alias(INPUT + c) for c in input_columns) if carried else source
     holder = None if carried else original
-    dropped, added = [], False
+    dropped, added, after = [], False, after_step(metrics)
     for f in fitted.steps:
         counted = None
         if metrics is not None:
             stage = stage.with_columns(metrics.before(f, stage.collect_schema()))
             counted = partial(metrics.attach_dropped, f=f)
         dropped.extend(dropped_rows(f, stage, holder, input_columns, counted=counted, added=added))
-        stage = first_row_keeps_index(f, f.apply(stage, train=train))
+        stage = after(f, f.apply(stage, train=train))
         added = added or (train and f.adds_rows)
     return lost_rows(dropped, input_columns), input_columns
 
@@ -204,20 +205,40 @@ def lost_rows(parts: Sequence[pl.LazyFrame], input_columns: Sequence[str]) -> pl
 
 
 def transformed(
-    steps: Sequence[Fitted], source: pl.LazyFrame, *, train: bool, before: Before | None = None
+    steps: Sequence[Fitted], source: pl.LazyFrame, *, train: bool, metrics: MetricColumns | None = None
 ) -> pl.LazyFrame:
     """The output query: ``steps`` applied to ``source``, column-wise runs composed, ``__row`` dropped.
 
-    ``before``: columns to add at each step's input (:func:`transforms.compose.apply_steps`).
+    ``metrics``: its columns ride beside the rows (:class:`~pipelines.metrics_tap.MetricColumns`).
     """
-    return apply_steps(steps, source, train=train, after=first_row_keeps_index, before=before).drop(ROW, strict=False)
+    before = None if metrics is None else metrics.before
+    query = apply_steps(steps, source, train=train, after=after_step(metrics), before=before)
+    return query.drop(ROW, strict=False)
 
 
 def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
-    """After an augmentation step: rows it adds copy their seed row's ``__row``; only the first copy keeps it."""
-    if f.adds_rows and ROW in stage.collect_schema():
+    """After an augmentation step: the rows it added have no ``__row``.
+
+    When the step's input had :data:`~transforms.augment._base.ADDED_COLUMN` (added by
+    :meth:`~pipelines.metrics_tap.MetricColumns.before`) those are the rows it marks, a
+    row-local test that streams, and the column is dropped. Otherwise rows it adds copy
+    their seed row's ``__row`` and only the first copy keeps it.
+    """
+    schema = stage.collect_schema()
+    if ADDED_COLUMN in schema:
+        if ROW in schema:
+            stage = stage.with_columns(pl.when(~pl.col(ADDED_COLUMN)).then(pl.col(ROW)).alias(ROW))
+        return stage.drop(ADDED_COLUMN)
+    if f.adds_rows and ROW in schema:
         return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
     return stage
+
+
+def after_step(metrics: MetricColumns | None) -> Callable[[Fitted, pl.LazyFrame], pl.LazyFrame]:
+    """What follows every step that is not column-wise: ``metrics``' :meth:`~MetricColumns.after`, then the index."""
+    if metrics is None:
+        return first_row_keeps_index
+    return lambda f, stage: first_row_keeps_index(f, metrics.after(f, stage))
 
 
 def with_input_values(

@@ -10,6 +10,13 @@ step's per-row counts as columns at that step's input; they ride beside the rows
 through the later steps and are added up and dropped just before the sink, so the
 steps run once and the counts cost a few Boolean columns per batch.
 
+Rows an augmentation step adds copy the columns of the rows they were made from,
+these counts included, and exist only from the next stage on: a hidden column
+(:data:`BORN`) holds each row's first stage (0 for the input's rows), set on the
+added rows from the step's :data:`~transforms.augment._base.ADDED_COLUMN`
+(:meth:`MetricColumns.after`), and a stage adds up only the rows born at or
+before it.
+
 A step that drops rows takes the counts of the earlier steps with them. The
 streaming regime queries those rows anyway, to quarantine them: there the counts
 ride beside the dropped rows and are added up the same way
@@ -22,7 +29,7 @@ that reached the output plus those of the rows dropped at or after it.
 >>> fitted = Pipeline([SimpleImputer(strategy="mean")]).fit(pl.DataFrame({"x": [1.0, None, 3.0]}))
 >>> lf = pl.LazyFrame({"x": [None, 2.0, None, 4.0]})
 >>> metrics = MetricColumns()
->>> query = engine.transformed(fitted.steps, lf, train=False, before=metrics.before)
+>>> query = engine.transformed(fitted.steps, lf, train=False, metrics=metrics)
 >>> metrics.attach(query).collect(engine="streaming")["x"].to_list()
 [2.0, 2.0, 2.0, 4.0]
 >>> metrics.frames()[0].to_dicts(), metrics.rows_out
@@ -36,10 +43,13 @@ from collections.abc import Callable
 
 import polars as pl
 
+from transforms.augment._base import ADDED_COLUMN
 from transforms.base import ROWS, Fitted
 
 #: prefix of the metric columns that ride beside the output (never written)
 PREFIX = "__metric"
+#: hidden column: the first stage a row reached (0: a row of the input; s + 1: added by step s)
+BORN = PREFIX + "born"
 
 
 def _through(query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: pl.Schema) -> pl.LazyFrame:
@@ -61,8 +71,8 @@ class MetricColumns:
     step's columns are named by the order in which it was first seen, the same in every
     query built with this object. :meth:`attach` puts the adding up on the output query
     (streaming), :meth:`add` does it on a collected output (in memory), and
-    :meth:`attach_dropped` on the rows a step drops. The rows of the output count in
-    every stage; no step may add rows (augmentation does not run streamed).
+    :meth:`attach_dropped` on the rows a step drops. A row counts in the stages from the
+    one it was born at (:data:`BORN`): :meth:`after` must follow every step.
 
     ``frames()`` and ``keys``: one one-row frame per stage (``__rows`` and the step's
     metrics), the last with the output's row count, for :func:`pipelines.engine.step_metrics`.
@@ -85,7 +95,24 @@ class MetricColumns:
             self._names.append([f"{PREFIX}{stage}:{key}" for key in metrics])
             self.keys = [*self.keys[:-1], list(metrics), []]
             self._totals = [dict.fromkeys([ROWS, *k], 0) for k in self.keys]
-        return [e.alias(n) for e, n in zip(metrics.values(), self._names[stage], strict=True)]
+        columns = [e.alias(n) for e, n in zip(metrics.values(), self._names[stage], strict=True)]
+        if f.adds_rows:  # the step marks the rows it adds; after() writes their stage
+            columns.append(pl.lit(False).alias(ADDED_COLUMN))
+            if BORN not in schema:
+                columns.append(pl.lit(0, pl.UInt16).alias(BORN))
+        return columns
+
+    def after(self, f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
+        """``stage``, the output of step ``f``, with the rows ``f`` added born at the next stage.
+
+        The step's :data:`~transforms.augment._base.ADDED_COLUMN` is left for
+        :func:`pipelines.engine.first_row_keeps_index`, which drops it.
+        """
+        schema = stage.collect_schema()
+        if ADDED_COLUMN not in schema or BORN not in schema:
+            return stage
+        born = pl.lit(self._stage(f) + 1, pl.UInt16)  # type: ignore[operator]
+        return stage.with_columns(pl.when(pl.col(ADDED_COLUMN)).then(born).otherwise(pl.col(BORN)).alias(BORN))
 
     def frames(self) -> list[pl.DataFrame]:
         """The totals so far: one one-row frame per stage (``__rows`` and the step's metrics)."""
@@ -119,17 +146,24 @@ class MetricColumns:
         return next((i for i, seen in enumerate(self._steps) if seen is f), None)
 
     def _adding(self, query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.LazyFrame:
-        hidden = {n for names in self._names for n in names}
+        hidden = {BORN, *(n for names in self._names for n in names)}
         kept = pl.Schema({k: v for k, v in query.collect_schema().items() if k not in hidden})
         return _through(query, fn, kept)
 
     def _add(self, batch: pl.DataFrame, stages: int) -> pl.DataFrame:
         """Add ``batch``'s rows and metric columns to the first ``stages`` stages' totals."""
         names = self._names[:stages]
-        counts = [[batch.get_column(n).sum() for n in stage] for stage in names]
+        if BORN in batch.columns:  # a row counts from the stage it was born at on
+            born = batch.get_column(BORN)
+            rows = [int((born <= t).sum()) for t in range(stages)]
+            counts = [[batch.get_column(n).filter(born <= t).sum() for n in stage] for t, stage in enumerate(names)]
+        else:
+            rows = [batch.height] * stages
+            counts = [[batch.get_column(n).sum() for n in stage] for stage in names]
         with self._lock:
-            for totals, keys, values in zip(self._totals[:stages], self.keys, [*counts, []], strict=False):
-                totals[ROWS] += batch.height
+            stage_totals = zip(self._totals[:stages], self.keys, [*counts, []], rows, strict=False)
+            for totals, keys, values, n in stage_totals:
+                totals[ROWS] += n
                 for key, value in zip(keys, values, strict=True):
                     totals[key] += value
-        return batch.drop([n for stage in names for n in stage])
+        return batch.drop([BORN, *(n for stage in names for n in stage)], strict=False)

@@ -23,9 +23,11 @@ Memory does not follow the input's size: it is set by the batches, Polars'
 read-ahead of the streaming reader (a few hundred MB: it reads ahead of the
 sketch updates) and the quarantine, which is sorted by ``__row`` (see
 ``benchmarks/README.md``, "Out of core", for measured peaks).
-Limits, checked before any work: augmentation steps (they need the whole table
-to balance it) cannot run streamed; output checks that compare rows (``unique``)
-see one batch at a time.
+SMOTE streams: its pass collects the rows of the classes that grow and makes the new
+rows a chunk at a time (:mod:`transforms.augment.smote`), so memory follows the
+minority's size, not the table's. Limits, checked before any work: the other
+augmentation steps (they need the whole table) cannot run streamed; output checks
+that compare rows (``unique``) see one batch at a time.
 
 >>> import tempfile, pathlib, polars as pl
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -69,13 +71,14 @@ def chunk_options(settings: EngineSpec) -> ChunkOptions:
 
 
 def _check_streamable(spec: PipelineSpec, *, train: bool) -> None:
+    """Augmentation streams only where its new rows need no more than the growing classes' rows (SMOTE)."""
     if not train:
         return
     for i, step in enumerate(spec.steps):
-        if step.kind == "augment":
+        if step.kind == "augment" and not getattr(step, "streams", False):
             raise SpecError(
-                f"{spec.source}: steps[{i}] ({step.label}): augmentation needs the whole table in memory to "
-                "balance it and cannot run streamed; run without engine.streaming (or with --no-streaming)"
+                f"{spec.source}: steps[{i}] ({step.label}): this augmentation needs the whole table in memory "
+                "and cannot run streamed; run without engine.streaming (or with --no-streaming)"
             )
 
 
@@ -352,7 +355,7 @@ def _stream(
             # second, the metrics of the rows steps dropped added up on the way (a query shared by the slow
             # output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
-            output = metrics.attach(engine.transformed(fitted.steps, clean_rows, train=train, before=metrics.before))
+            output = metrics.attach(engine.transformed(fitted.steps, clean_rows, train=train, metrics=metrics))
             try:
                 pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
                 if quarantine is not None:

@@ -53,7 +53,7 @@ def test_metric_columns_see_every_row_of_a_streaming_query_once() -> None:
     df = _frame(5_000, 0)
     fitted = engine.fit(spec, df)
     metrics = MetricColumns()
-    query = metrics.attach(engine.transformed(fitted.steps, df.lazy(), train=False, before=metrics.before))
+    query = metrics.attach(engine.transformed(fitted.steps, df.lazy(), train=False, metrics=metrics))
     out = query.filter(pl.col("b") > 0).select("b").collect(engine="streaming")
     assert out.equals(df.filter(pl.col("b") > 0).select("b"))
     assert metrics.frames()[0].to_dicts() == [{"__rows": 5_000, "imputed:a": df["a"].is_nan().sum()}]
@@ -93,7 +93,7 @@ metrics.attach_dropped = lambda q, f: attach_dropped(q, f).map_batches(
 )
 clean = pl.scan_parquet(source).with_row_index(engine.ROW)
 dropped, columns = engine.steps_dropped(fitted, clean, clean, train=train, metrics=metrics)
-query = engine.transformed(fitted.steps, clean, train=train, before=metrics.before)
+query = engine.transformed(fitted.steps, clean, train=train, metrics=metrics)
 metrics.attach(query).sink_parquet(out)
 if dropped is not None:
     engine.quarantine_of([dropped], columns).sink_parquet(out + ".q.parquet")

@@ -71,10 +71,23 @@ steps:
   - {kind: outliers, method: zscore, columns: [a], threshold: 2.0, action: drop}
   - {kind: scale, method: standard, columns: [a, b, c]}
 """
+# class balancing streams: the growing classes' rows collected, the new rows made in chunks. Two steps add rows
+# (the second also from rows the first added); a drop step after them drops some of the added rows (their ``b``
+# is copied from outlying seed rows), and the scaler fits on the added rows
+AUGMENT_STEPS = """\
+target: label
+steps:
+  - {kind: impute, method: mean, columns: [a, d]}
+  - {kind: augment, method: oversample, ratio: 0.3, seed: 5}
+  - {kind: augment, method: smote, columns: [a, d], k_neighbors: 5, seed: 3}
+  - {kind: scale, method: standard, columns: [a, d]}
+  - {kind: outliers, method: zscore, columns: [b], threshold: 2.5, action: drop}
+"""
 PIPELINES = {
     "moments": (MOMENT_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}}}"),
     "exact_quantiles": (QUANTILE_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}, exact_quantiles: true}}"),
     "drops_first": (DROP_FIRST_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}, exact_quantiles: true}}"),
+    "augments": (AUGMENT_STEPS, f"{{streaming: true, chunk_rows: {CHUNK_ROWS}}}"),
 }
 
 #: the steps that quarantine rows in each pipeline (by label), besides the input schema
@@ -82,6 +95,7 @@ QUARANTINING = {
     "moments": ["outliers/zscore"],
     "exact_quantiles": ["outliers/iqr"],
     "drops_first": ["outliers/zscore", "outliers/iqr"],
+    "augments": ["outliers/zscore"],
 }
 
 
@@ -95,6 +109,8 @@ def make_input(n: int = N) -> pl.DataFrame:
     b[[5, 1_500]] = np.nan
     city = rng.choice(["paris", "lyon", "nice", "lille"], n).astype(object)
     city[[20, 2_500]] = "atlantis"  # not in isin: quarantined
+    label = (rng.random(n) < 0.1).astype(np.int64)  # SMOTE's target: a 10% minority
+    label[[3, 1_234]] = 1  # seeds with outlying ``b``: the z-score step drops some rows SMOTE adds
     return pl.DataFrame(
         {
             "id": np.arange(n, dtype=np.int64),
@@ -103,6 +119,7 @@ def make_input(n: int = N) -> pl.DataFrame:
             "c": rng.integers(0, 50, n),
             "d": rng.lognormal(1, 0.5, n),
             "city": city.tolist(),
+            "label": label,
         }
     ).with_columns(
         pl.when(pl.int_range(n) % 9 == 0).then(None).otherwise(pl.col("a")).alias("a"),
@@ -200,7 +217,10 @@ def test_streamed_run_has_the_same_rows_and_quarantine(runs: Runs) -> None:
         quarantine(runs.folder / "s.quarantine.parquet"),
         quarantine(runs.folder / "m.quarantine.parquet"),
     )
-    assert streamed.equals(memory)
+    # the input's rows hold the input's values; rows SMOTE added and a later step dropped hold the values they
+    # had then (scaled by a streamed fit: equal to rounding)
+    assert streamed.filter(pl.col(ROW).is_not_null()).equals(memory.filter(pl.col(ROW).is_not_null()))
+    assert_frames_close(memory.filter(pl.col(ROW).is_null()), streamed.filter(pl.col(ROW).is_null()))
     assert {10, 20, 700, 2_500, 2_950} <= set(streamed[ROW].to_list())  # early and late batches
 
 
@@ -231,15 +251,36 @@ def test_report_and_artifact_say_how_it_ran(runs: Runs) -> None:
 
 def test_streamed_apply_equals_in_memory_apply(runs: Runs) -> None:
     """Expect: ``apply --streaming`` gives the in-memory apply's output and quarantine (same fitted artifact),
-    and with no augmentation that is also the run's output."""
+    and with no augmentation that is also the run's output (with SMOTE, the run's rows without those it added)."""
     streamed, memory = pl.read_parquet(runs.folder / "as.parquet"), pl.read_parquet(runs.folder / "am.parquet")
     assert_frames_close(memory, streamed)
-    assert_frames_close(pl.read_parquet(runs.folder / "s.parquet"), streamed)
+    run = pl.read_parquet(runs.folder / "s.parquet")
+    assert_frames_close(run.head(streamed.height), streamed)
+    assert run.height == streamed.height + runs.streamed["rows"]["augmented"] - _added_and_dropped(runs)
     assert quarantine(runs.folder / "as.quarantine.parquet").equals(quarantine(runs.folder / "am.quarantine.parquet"))
     report = json.loads((runs.folder / "as.r.json").read_text())
     assert report["command"] == "apply"
     assert report["engine"]["regime"] == "streaming"
     assert report["engine"]["reason"] == "--streaming on the command line"
+
+
+def _added_and_dropped(runs: Runs) -> int:
+    """Rows an augmentation step added and a later step dropped (the quarantine's rows without ``__row``)."""
+    return quarantine(runs.folder / "s.quarantine.parquet")[ROW].null_count()
+
+
+def test_streamed_augmentation_adds_the_in_memory_rows(runs: Runs) -> None:
+    """Expect (oversampling, then SMOTE): the streamed run adds rows at both steps and the z-score step drops
+    some of them, as in memory; each step's rows count from the step after the one that added them."""
+    if runs.name != "augments":
+        pytest.skip("the augmenting pipeline only")
+    assert runs.streamed["rows"]["augmented"] == runs.memory["rows"]["augmented"] > 2_000
+    assert _added_and_dropped(runs) > 0
+    oversample, smote, scale = runs.streamed["steps"][1:4]
+    assert oversample["rows_added"] > 0 and smote["rows_added"] > 0
+    assert smote["rows_in"] == oversample["rows_in"] + oversample["rows_added"]
+    assert scale["rows_in"] == smote["rows_in"] + smote["rows_added"]
+    assert oversample["rows_added"] + smote["rows_added"] == runs.streamed["rows"]["augmented"]
 
 
 # ---------------------------------------------------------------- apply's default regime
@@ -338,11 +379,11 @@ def test_empty_input_gives_an_empty_output_with_the_pipelines_columns(work: Path
 
 def test_augmentation_cannot_run_streamed(work: Path) -> None:
     """Expect: exit 2, one message naming the augmentation step and the way out; nothing written."""
-    steps = MOMENT_STEPS + "  - {kind: augment, method: oversample, ratio: 1.0, seed: 7}\n"
+    steps = MOMENT_STEPS + "  - {kind: augment, method: mixup, seed: 7}\n"
     (work / "aug.yaml").write_text("target: c\n" + spec_text(steps, "{streaming: true}"))
     res = cli("run", "aug.yaml", "-i", "in.parquet", "-o", "o.parquet", "--report", "r.json", cwd=work)
     assert res.returncode == 2, res.stderr
-    assert "steps[6] (augment/oversample)" in res.stderr
+    assert "steps[6] (augment/mixup)" in res.stderr
     assert "cannot run streamed" in res.stderr and "--no-streaming" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (work / "o.parquet").exists() and not (work / "r.json").exists()
