@@ -142,7 +142,7 @@ def measure(cmd: Sequence[str], *, timeout: float, log: Path) -> tuple[int, floa
     return proc.returncode, wall, max(usage.ru_maxrss * 1024, sampled[0]), stdout
 
 
-def _prepflow_exe() -> str:
+def prepflow_exe() -> str:
     exe = Path(sys.executable).with_name("prepflow")
     return str(exe) if exe.exists() else (shutil.which("prepflow") or "prepflow")
 
@@ -156,8 +156,8 @@ def _cli_cmd(ctx: Context) -> list[str]:
     out = ["--input", str(ctx.data.parquet), "--output", str(ctx.tmp / "out.parquet")]
     out += ["--report", str(ctx.tmp / "report.json"), "--quiet"]
     if ctx.case == 7:
-        return [_prepflow_exe(), "apply", str(ctx.work / "prepflow_fitted.json"), *out]
-    return [_prepflow_exe(), "run", str(ctx.work / "spec.yaml"), *out]
+        return [prepflow_exe(), "apply", str(ctx.work / "prepflow_fitted.json"), *out]
+    return [prepflow_exe(), "run", str(ctx.work / "spec.yaml"), *out]
 
 
 def run_once(variant: str, ctx: Context, *, timeout: float, repeat: int = 1) -> Run:

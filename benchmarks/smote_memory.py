@@ -1,4 +1,4 @@
-"""Case 6's memory, split: what SMOTE adds once the input is in memory, prepflow against imbalanced-learn.
+"""Case 6's memory: what SMOTE adds once the input is in memory, and a CLI run's whole process, streamed or not.
 
 The benchmark's case 6 target (peak RSS <= 2x the input) is about SMOTE blowing up
 memory. At 1M rows the whole process's peak cannot show that: the interpreter with
@@ -9,6 +9,12 @@ imports, after reading the input, and the peak (Linux's VmHWM), and **added**: t
 minus the RSS once the input was read, against the input's in-memory size. The output
 itself is ~1.9x the input (the balanced table has 1.96x its rows).
 
+Then ``prepflow run`` of case 6's spec, streamed (``engine.streaming: true``: only the
+minority's rows are held, and the new rows are written a chunk at a time) and in memory,
+each in a fresh process: its seconds and its whole process's peak RSS against the
+input's in-memory size. At 1M rows the input file is one Parquet row group, which a
+streamed pass decodes whole; at 10M rows it is ten.
+
 Run: ``.venv/bin/python -m benchmarks.smote_memory [--rows 1M]``. Linux only (``/proc``).
 """
 
@@ -18,11 +24,16 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
-from benchmarks.data import dataset, generate
-from benchmarks.runner import parse_rows
+import yaml
+
+from benchmarks.data import Dataset, dataset, generate
+from benchmarks.runner import measure as run_measured
+from benchmarks.runner import parse_rows, prepflow_exe
+from benchmarks.variants.prepflow_lib import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,11 +75,16 @@ print(json.dumps({"imports": imports, "read": read, "peak": rss()[1], "input": s
 }
 
 
-def measure(rows: int, cache: Path | None = None) -> dict[str, dict[str, int]]:
-    """Each library's RSS after imports, after the read, its peak and the sizes (bytes), in a fresh process."""
+def _dataset(rows: int, cache: Path | None) -> Dataset:
     ds = dataset(rows) if cache is None else dataset(rows, cache=cache)
     if not ds.exists():
         generate(ds, progress=False)
+    return ds
+
+
+def measure(rows: int, cache: Path | None = None) -> dict[str, dict[str, int]]:
+    """Each library's RSS after imports, after the read, its peak and the sizes (bytes), in a fresh process."""
+    ds = _dataset(rows, cache)
     args = [str(ds.parquet), str(ds.x_npy), str(ds.y_npy)]
     out = {}
     for name, code in CODE.items():
@@ -78,6 +94,39 @@ def measure(rows: int, cache: Path | None = None) -> dict[str, dict[str, int]]:
             raise RuntimeError(f"{name} failed: {res.stderr[-2000:]}")
         out[name] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
+
+
+CLI_RUNS = {"prepflow run, streamed": True, "prepflow run, in memory": False}
+
+
+def measure_cli(rows: int, cache: Path | None = None) -> dict[str, dict[str, float]]:
+    """``prepflow run`` of case 6's spec per regime (fresh process): seconds, peak RSS (bytes), rows out, regime."""
+    ds = _dataset(rows, cache)
+    spec = pipeline(6).to_spec()
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="smote-memory-") as tmp:
+        work = Path(tmp)
+        for name, streaming in CLI_RUNS.items():
+            (work / "spec.yaml").write_text(yaml.safe_dump({**spec, "engine": {"streaming": streaming}}))
+            files = ["-i", str(ds.parquet), "-o", str(work / "out.parquet"), "--report", str(work / "report.json")]
+            cmd = [prepflow_exe(), "run", str(work / "spec.yaml"), *files, "-q"]
+            code, wall, peak, stdout = run_measured(cmd, timeout=1800, log=work / "run")
+            if code != 0:
+                raise RuntimeError(f"{name} failed: {stdout[-2000:]}")
+            report = json.loads((work / "report.json").read_text())
+            out[name] = {"seconds": wall, "peak": peak, "rows_out": report["rows"]["out"],
+                         "regime": report["engine"]["regime"]}  # fmt: skip
+    return out
+
+
+def cli_table(runs: dict[str, dict[str, float]], input_bytes: int) -> str:
+    """The CLI runs' table: seconds, peak RSS and its ratio to the input's in-memory size."""
+    mb = 2**20
+    lines = ["| run | rows out | seconds | peak RSS MB | peak x input |", "|---|---:|---:|---:|---:|"]
+    for name, r in runs.items():
+        peak, seconds = r["peak"], r["seconds"]
+        lines.append(f"| {name} | {r['rows_out']:,} | {seconds:.2f} | {peak / mb:,.0f} | {peak / input_bytes:.2f} |")
+    return "\n".join(lines)
 
 
 def table(results: dict[str, dict[str, int]]) -> str:
@@ -102,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", help="a multiplier of the default 1M rows (0.1) or a count (200k, 2M)")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
-    results = measure(parse_rows(args.rows)(1_000_000))
+    rows = parse_rows(args.rows)(1_000_000)
+    results = measure(rows)
     print(table(results))
+    runs = measure_cli(rows)
+    print()
+    print(cli_table(runs, results["prepflow"]["input"]))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({**results, **runs}, indent=2))
     return 0
 
 

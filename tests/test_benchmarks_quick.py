@@ -60,6 +60,21 @@ def test_smote_memory_reports_what_each_library_adds(tmp_path: Path) -> None:
     assert "| prepflow |" in memory_table(results)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_smote_memory_runs_the_cli_streamed_and_in_memory(tmp_path: Path) -> None:
+    """Expect: case 6's ``prepflow run`` in each regime, as it says, with the same rows out and a peak RSS."""
+    from benchmarks.smote_memory import cli_table, measure_cli
+
+    runs = measure_cli(20_000, cache=tmp_path)
+    assert {name: r["regime"] for name, r in runs.items()} == {
+        "prepflow run, streamed": "streaming",
+        "prepflow run, in memory": "in_memory",
+    }
+    assert len({r["rows_out"] for r in runs.values()}) == 1 and runs["prepflow run, streamed"]["rows_out"] > 20_000
+    assert all(r["peak"] > 0 and r["seconds"] > 0 for r in runs.values())
+    assert "| prepflow run, streamed |" in cli_table(runs, 1 << 20)
+
+
 @pytest.mark.slow
 def test_every_variant_computes_what_scikit_learn_computes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Expect: ``python -m benchmarks --check`` passes on every case at 5k rows, every variant named in its
