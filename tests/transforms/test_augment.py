@@ -369,7 +369,7 @@ def test_class_balancing_makes_its_rows_a_chunk_at_a_time(
     def counting(seeds, schema, make):
         return real(seeds, schema, lambda df: (frames.append(f.height) or f for f in make(df)))
 
-    monkeypatch.setattr(module, "new_rows_source", counting)
+    monkeypatch.setattr(_base, "new_rows_source", counting)
     pipe = (
         SMOTE(target="y", columns=["f1", "f2"], k_neighbors=3, seed=2)
         if step == "smote"

@@ -260,7 +260,11 @@ def _float_bound(bound: int) -> float:
 
 @dataclass(frozen=True)
 class FittedClassBalance(FittedAugment):
-    """Classes of ``target`` (sorted), their fitted counts and the rows added to each."""
+    """Classes of ``target`` (sorted), their fitted counts and the rows added to each.
+
+    The new rows are a lazy source (:func:`new_rows_source`) over the rows of the classes
+    that grow: subclasses implement :meth:`rows_maker`.
+    """
 
     target: str
     classes: tuple[Any, ...]
@@ -269,3 +273,24 @@ class FittedClassBalance(FittedAugment):
 
     def labels(self) -> tuple[str, ...]:
         return (self.target,)
+
+    def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
+        if not grow:
+            return lf.clear()
+        schema = lf.collect_schema()
+        keep = pl.any_horizontal(class_filter(self.target, schema[self.target], v) for v in grow)
+        return new_rows_source(lf.filter(keep), schema, self.rows_maker())
+
+    def rows_maker(self) -> Callable[[pl.DataFrame], Iterator[pl.DataFrame]]:
+        """The function of the growing classes' rows that yields the new rows, at most :data:`CHUNK_ROWS`
+        per frame. Built where the query is, not where it runs (there Polars' thread pool answers 1)."""
+        raise NotImplementedError
+
+    def growing(self, df: pl.DataFrame) -> Iterator[tuple[int, pl.DataFrame, int]]:
+        """For each class that grows and has rows in ``df``: its index, its rows and the rows to add."""
+        dtype = df.schema[self.target]
+        for i, (value, n) in enumerate(zip(self.classes, self.n_new, strict=True)):
+            rows = df.filter(class_filter(self.target, dtype, value)) if n > 0 else df.clear()
+            if rows.height:
+                yield i, rows, n

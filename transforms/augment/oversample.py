@@ -10,10 +10,8 @@ minority's rows, the positions and one chunk, never the table of copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
 
 import polars as pl
 from pydantic import Field
@@ -23,41 +21,27 @@ from transforms.augment._base import (
     AugmentStep,
     FittedClassBalance,
     class_counts_query,
-    class_filter,
     derive_seed,
     n_to_add,
-    new_rows_source,
 )
 from transforms.base import FitData, FitPlan
 from transforms.registry import register
-
-
-def _copies(
-    df: pl.DataFrame, *, target: str, classes: tuple[Any, ...], n_new: tuple[int, ...], seed: int
-) -> Iterator[pl.DataFrame]:
-    """The copied rows of every growing class of ``df`` (the growing classes' rows), a chunk at a time."""
-    dtype = df.schema[target]
-    for i, (value, n) in enumerate(zip(classes, n_new, strict=True)):
-        rows = df.filter(class_filter(target, dtype, value)) if n > 0 else df.clear()
-        if rows.height == 0:
-            continue
-        picks = pl.int_range(rows.height, eager=True).sample(n, with_replacement=True, seed=derive_seed(seed, i))
-        for start in range(0, n, CHUNK_ROWS):
-            yield rows[picks.slice(start, CHUNK_ROWS)]
 
 
 @dataclass(frozen=True)
 class FittedOversampler(FittedClassBalance):
     """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
-    def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
-        grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
-        if not grow:
-            return lf.clear()
-        schema = lf.collect_schema()
-        keep = pl.any_horizontal(class_filter(self.target, schema[self.target], v) for v in grow)
-        make = partial(_copies, target=self.target, classes=self.classes, n_new=self.n_new, seed=self.step.seed)
-        return new_rows_source(lf.filter(keep), schema, make)
+    def rows_maker(self) -> Callable[[pl.DataFrame], Iterator[pl.DataFrame]]:
+        return self._copies
+
+    def _copies(self, df: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        """Random rows of each growing class of ``df`` (the growing classes' rows), a chunk at a time."""
+        for i, rows, n in self.growing(df):
+            seed = derive_seed(self.step.seed, i)
+            picks = pl.int_range(rows.height, eager=True).sample(n, with_replacement=True, seed=seed)
+            for start in range(0, n, CHUNK_ROWS):
+                yield rows[picks.slice(start, CHUNK_ROWS)]
 
 
 @register("augment", "oversample", "Duplicate random rows of minority classes until they reach ratio * majority.")

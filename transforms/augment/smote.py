@@ -18,10 +18,9 @@ interpolated one feature at a time into one column-major array.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -32,11 +31,9 @@ from transforms.augment._base import (
     AugmentStep,
     FittedClassBalance,
     class_counts_query,
-    class_filter,
     derive_seed,
     keep_dtype,
     n_to_add,
-    new_rows_source,
 )
 from transforms.augment.neighbours import nearest_neighbours
 from transforms.base import FitData, FitPlan
@@ -91,54 +88,25 @@ def smote_samples(
     return new, rows
 
 
-def _smote_rows(
-    df: pl.DataFrame,
-    *,
-    columns: tuple[str, ...],
-    target: str,
-    classes: tuple[Any, ...],
-    n_new: tuple[int, ...],
-    k: int,
-    seed: int,
-    workers: int,
-) -> Iterator[pl.DataFrame]:
-    """The synthetic rows for every growing class of ``df`` (the growing classes' rows), a chunk at a time."""
-    dtype = df.schema[target]
-    for i, (value, n) in enumerate(zip(classes, n_new, strict=True)):
-        rows = df.filter(class_filter(target, dtype, value)) if n > 0 else df.clear()
-        if rows.height == 0:
-            continue
-        x = np.asfortranarray(rows.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy())
-        knn = nearest_neighbours(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
-        others = rows.drop(columns)  # the seed row's other columns
-        for chunk, start in enumerate(range(0, n, CHUNK_ROWS)):
-            rng = np.random.default_rng(derive_seed(seed, i, chunk))
-            new, seeds = smote_samples(x, min(CHUNK_ROWS, n - start), k, rng, neighbours=knn)
-            features = [keep_dtype(pl.Series(c, new[:, j]), df.schema[c]) for j, c in enumerate(columns)]
-            yield others[seeds].with_columns(features).select(df.columns)
-
-
 @dataclass(frozen=True)
 class FittedSMOTE(FittedClassBalance):
     """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
-    def generate(self, lf: pl.LazyFrame) -> pl.LazyFrame:
-        grow = [v for v, n in zip(self.classes, self.n_new, strict=True) if n > 0]
-        if not grow:
-            return lf.clear()
-        schema = lf.collect_schema()
-        keep = pl.any_horizontal(class_filter(self.target, schema[self.target], v) for v in grow)
-        make = partial(
-            _smote_rows,
-            columns=self.columns,
-            target=self.target,
-            classes=self.classes,
-            n_new=self.n_new,
-            k=self.step.k_neighbors,  # type: ignore[attr-defined]
-            seed=self.step.seed,
-            workers=budget(),  # here, not when the rows are made: there Polars answers 1
-        )
-        return new_rows_source(lf.filter(keep), schema, make)
+    def rows_maker(self) -> Callable[[pl.DataFrame], Iterator[pl.DataFrame]]:
+        return partial(self._synthetic, workers=budget())
+
+    def _synthetic(self, df: pl.DataFrame, *, workers: int) -> Iterator[pl.DataFrame]:
+        """The synthetic rows of each growing class of ``df`` (the growing classes' rows), a chunk at a time."""
+        k = self.step.k_neighbors  # type: ignore[attr-defined]
+        for i, rows, n in self.growing(df):
+            x = np.asfortranarray(rows.select(pl.col(c).cast(pl.Float64) for c in self.columns).to_numpy())
+            knn = nearest_neighbours(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
+            others = rows.drop(self.columns)  # the seed row's other columns
+            for chunk, start in enumerate(range(0, n, CHUNK_ROWS)):
+                rng = np.random.default_rng(derive_seed(self.step.seed, i, chunk))
+                new, seeds = smote_samples(x, min(CHUNK_ROWS, n - start), k, rng, neighbours=knn)
+                features = [keep_dtype(pl.Series(c, new[:, j]), df.schema[c]) for j, c in enumerate(self.columns)]
+                yield others[seeds].with_columns(features).select(df.columns)
 
 
 @register("augment", "smote", "SMOTE: synthetic minority rows interpolated between k nearest neighbours.")
