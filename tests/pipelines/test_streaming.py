@@ -269,11 +269,10 @@ def _added_and_dropped(runs: Runs) -> int:
     return quarantine(runs.folder / "s.quarantine.parquet")[ROW].null_count()
 
 
+@pytest.mark.parametrize("runs", ["augments"], indirect=True)
 def test_streamed_augmentation_adds_the_in_memory_rows(runs: Runs) -> None:
     """Expect (oversampling, then SMOTE): the streamed run adds rows at both steps and the z-score step drops
     some of them, as in memory; each step's rows count from the step after the one that added them."""
-    if runs.name != "augments":
-        pytest.skip("the augmenting pipeline only")
     assert runs.streamed["rows"]["augmented"] == runs.memory["rows"]["augmented"] > 2_000
     assert _added_and_dropped(runs) > 0
     oversample, smote, scale = runs.streamed["steps"][1:4]
