@@ -23,11 +23,12 @@ Memory does not follow the input's size: it is set by the batches, Polars'
 read-ahead of the streaming reader (a few hundred MB: it reads ahead of the
 sketch updates) and the quarantine, which is sorted by ``__row`` (see
 ``benchmarks/README.md``, "Out of core", for measured peaks).
-SMOTE streams: its pass collects the rows of the classes that grow and makes the new
-rows a chunk at a time (:mod:`transforms.augment.smote`), so memory follows the
-minority's size, not the table's. Limits, checked before any work: the other
-augmentation steps (they need the whole table) cannot run streamed; output checks
-that compare rows (``unique``) see one batch at a time.
+SMOTE and random oversampling stream: the output pass collects the rows of the classes
+that grow and makes the new rows a chunk at a time
+(:func:`transforms.augment._base.new_rows_source`), so memory follows the minority's
+size, not the table's. Limits, checked before any work: the other augmentation steps
+(they need the whole table) cannot run streamed; output checks that compare rows
+(``unique``) see one batch at a time.
 
 >>> import tempfile, pathlib, polars as pl
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -71,7 +72,7 @@ def chunk_options(settings: EngineSpec) -> ChunkOptions:
 
 
 def _check_streamable(spec: PipelineSpec, *, train: bool) -> None:
-    """Augmentation streams only where its new rows need no more than the growing classes' rows (SMOTE)."""
+    """Augmentation streams only where its new rows need no more than the growing classes' rows."""
     if not train:
         return
     for i, step in enumerate(spec.steps):
