@@ -56,3 +56,29 @@ def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
     assert df.height == ex.output.height + ex.quarantine.height - added
     # the metrics after SMOTE count the augmented rows
     assert ex.steps[2]["rows_in"] == df.height + added
+
+
+def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
+    """Expect: streamed, the output pass and the quarantine pass (the z-score step after SMOTE drops rows)
+    both read SMOTE's new rows, with one neighbour search between them; the same rows out as in memory."""
+    import yaml
+
+    from pipelines import streaming
+
+    calls = []
+    real = smote_module.nearest_neighbours
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(smote_module, "nearest_neighbours", spy)
+    monkeypatch.setattr(smote_module, "_last_search", smote_module._LastSearch())
+    df = _data()
+    df.write_parquet(tmp_path / "in.parquet")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "engine": {"streaming": True}}))
+    report = streaming.run(tmp_path / "spec.yaml", tmp_path / "in.parquet", tmp_path / "out.parquet")
+    assert len(calls) == 1
+    assert report["quarantine"]["rows"] > 0 and report["rows"]["augmented"] > 0
+    ex = engine.execute(engine.fit(parse_spec(SPEC), df), df, train=True)
+    assert report["rows"]["out"] == ex.output.height

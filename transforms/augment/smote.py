@@ -18,9 +18,12 @@ interpolated one feature at a time into one column-major array.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -88,6 +91,34 @@ def smote_samples(
     return new, rows
 
 
+class _LastSearch:
+    """:func:`nearest_neighbours`, remembering its last input (a digest) and result.
+
+    A streamed run whose later step drops rows reads SMOTE's new rows twice, in the output
+    pass and in the quarantine pass: the same minority rows, so the same neighbours, and
+    the search is the costly part (18 s for 199k rows of 10 features). Holds one result.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._result: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray, k: int, *, workers: int) -> np.ndarray:
+        rows = np.ascontiguousarray(x.T)  # a view of the column-major x: its bytes, without a copy
+        key = (k, x.shape, hashlib.blake2b(memoryview(rows).cast("B"), digest_size=16).digest())
+        with self._lock:
+            if key == self._key and self._result is not None:
+                return self._result
+        result = nearest_neighbours(x, k, workers=workers)
+        with self._lock:
+            self._key, self._result = key, result
+        return result
+
+
+_last_search = _LastSearch()
+
+
 @dataclass(frozen=True)
 class FittedSMOTE(FittedClassBalance):
     """Balances ``target``: see :class:`FittedClassBalance` for the state."""
@@ -100,7 +131,7 @@ class FittedSMOTE(FittedClassBalance):
         k = self.step.k_neighbors  # type: ignore[attr-defined]
         for i, rows, n in self.growing(df):
             x = np.asfortranarray(rows.select(pl.col(c).cast(pl.Float64) for c in self.columns).to_numpy())
-            knn = nearest_neighbours(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
+            knn = _last_search(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
             others = rows.drop(self.columns)  # the seed row's other columns
             for chunk, start in enumerate(range(0, n, CHUNK_ROWS)):
                 rng = np.random.default_rng(derive_seed(self.step.seed, i, chunk))
