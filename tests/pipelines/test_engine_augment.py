@@ -73,7 +73,6 @@ def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(smote_module, "nearest_neighbours", spy)
-    monkeypatch.setattr(smote_module, "_last_search", smote_module._LastSearch())
     df = _data()
     df.write_parquet(tmp_path / "in.parquet")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "engine": {"streaming": True}}))

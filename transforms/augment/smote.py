@@ -94,9 +94,11 @@ def smote_samples(
 class _LastSearch:
     """:func:`nearest_neighbours`, remembering its last input (a digest) and result.
 
-    A streamed run whose later step drops rows reads SMOTE's new rows twice, in the output
-    pass and in the quarantine pass: the same minority rows, so the same neighbours, and
-    the search is the costly part (18 s for 199k rows of 10 features). Holds one result.
+    A query reads SMOTE's new rows each time it runs: a streamed run with steps after
+    SMOTE runs one for each later fit group, the output and the quarantine, all on the
+    same minority rows, so with the same neighbours, and the search is the costly part
+    (18 s for 199k rows of 10 features). Each fitted step holds one (its last result),
+    freed with it.
     """
 
     def __init__(self) -> None:
@@ -116,22 +118,23 @@ class _LastSearch:
         return result
 
 
-_last_search = _LastSearch()
-
-
 @dataclass(frozen=True)
 class FittedSMOTE(FittedClassBalance):
     """Balances ``target``: see :class:`FittedClassBalance` for the state."""
 
     def rows_maker(self) -> Callable[[pl.DataFrame], Iterator[pl.DataFrame]]:
-        return partial(self._synthetic, workers=budget())
+        search = self.__dict__.get("_search")
+        if search is None:  # not a field: no part of the state, its equality or its JSON
+            search = _LastSearch()
+            object.__setattr__(self, "_search", search)
+        return partial(self._synthetic, workers=budget(), search=search)
 
-    def _synthetic(self, df: pl.DataFrame, *, workers: int) -> Iterator[pl.DataFrame]:
+    def _synthetic(self, df: pl.DataFrame, *, workers: int, search: _LastSearch) -> Iterator[pl.DataFrame]:
         """The synthetic rows of each growing class of ``df`` (the growing classes' rows), a chunk at a time."""
         k = self.step.k_neighbors  # type: ignore[attr-defined]
         for i, rows, n in self.growing(df):
             x = np.asfortranarray(rows.select(pl.col(c).cast(pl.Float64) for c in self.columns).to_numpy())
-            knn = _last_search(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
+            knn = search(x, min(k, len(x) - 1), workers=workers) if len(x) > 1 else None
             others = rows.drop(self.columns)  # the seed row's other columns
             for chunk, start in enumerate(range(0, n, CHUNK_ROWS)):
                 rng = np.random.default_rng(derive_seed(self.step.seed, i, chunk))
