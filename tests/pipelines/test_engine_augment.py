@@ -33,17 +33,23 @@ def _data() -> pl.DataFrame:
     )
 
 
-def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
-    """Expect: one neighbour search per run (not one for the output and one for the metrics), and the
-    output equal to the library's transform of the same fitted pipeline, with rows conserved."""
-    calls = []
-    real = smote_module.smote_samples
+def _count_calls(monkeypatch, name: str) -> list[int]:
+    """Calls of ``smote_module.<name>``, one item each, from now on."""
+    calls: list[int] = []
+    real = getattr(smote_module, name)
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(smote_module, "smote_samples", spy)
+    monkeypatch.setattr(smote_module, name, spy)
+    return calls
+
+
+def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
+    """Expect: one neighbour search per run (not one for the output and one for the metrics), and the
+    output equal to the library's transform of the same fitted pipeline, with rows conserved."""
+    calls = _count_calls(monkeypatch, "smote_samples")
     df = _data()
     spec = parse_spec(SPEC)
     fitted = engine.fit(spec, df)
@@ -59,20 +65,14 @@ def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
 
 
 def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
-    """Expect: streamed, the output pass and the quarantine pass (the z-score step after SMOTE drops rows)
-    both read SMOTE's new rows, with one neighbour search between them; the same rows out as in memory."""
+    """Expect: streamed, the later fit groups' passes, the output pass and the quarantine pass (the z-score
+    step after SMOTE drops rows) all read SMOTE's new rows, with one neighbour search among them (5 without
+    the step's memory of its last search); the same rows out as in memory."""
     import yaml
 
     from pipelines import streaming
 
-    calls = []
-    real = smote_module.nearest_neighbours
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(smote_module, "nearest_neighbours", spy)
+    calls = _count_calls(monkeypatch, "nearest_neighbours")
     df = _data()
     df.write_parquet(tmp_path / "in.parquet")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "engine": {"streaming": True}}))
