@@ -155,8 +155,10 @@ class MetricColumns:
         names = self._names[:stages]
         if BORN in batch.columns:  # a row counts from the stage it was born at on
             born = batch.get_column(BORN)
-            rows = [int((born <= t).sum()) for t in range(stages)]
-            counts = [[batch.get_column(n).filter(born <= t).sum() for n in stage] for t, stage in enumerate(names)]
+            reached = [born <= t for t in range(stages)]
+            rows = [int(mask.sum()) for mask in reached]
+            per_stage = zip(reached, names, strict=False)  # the output's stage has no metric columns
+            counts = [[batch.get_column(n).filter(mask).sum() for n in stage] for mask, stage in per_stage]
         else:
             rows = [batch.height] * stages
             counts = [[batch.get_column(n).sum() for n in stage] for stage in names]
