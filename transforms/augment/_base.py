@@ -291,6 +291,8 @@ class FittedClassBalance(FittedAugment):
         """For each class that grows and has rows in ``df``: its index, its rows and the rows to add."""
         dtype = df.schema[self.target]
         for i, (value, n) in enumerate(zip(self.classes, self.n_new, strict=True)):
-            rows = df.filter(class_filter(self.target, dtype, value)) if n > 0 else df.clear()
+            if n <= 0:
+                continue
+            rows = df.filter(class_filter(self.target, dtype, value))
             if rows.height:
                 yield i, rows, n
