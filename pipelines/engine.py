@@ -96,6 +96,11 @@ def at_step(spec: PipelineSpec, exc: PrepflowError) -> PrepflowError:
     return type(exc)(f"{spec.source}: steps[{index}] ({label}): {message}")
 
 
+def input_columns_of(frame: Frame) -> list[str]:
+    """The input's columns: ``frame``'s, without the engine's ``__row``."""
+    return [c for c in frame.collect_schema() if c != ROW]
+
+
 def steps_dropped(
     fitted: FittedPipeline,
     source: pl.LazyFrame,
@@ -117,7 +122,7 @@ def steps_dropped(
     (:meth:`~pipelines.metrics_tap.MetricColumns.attach_dropped`). The in-memory regime
     takes the dropped rows from each segment's table (:func:`run_in_segments`).
     """
-    input_columns = [c for c in original.collect_schema() if c != ROW]
+    input_columns = input_columns_of(original)
     fitted.check_schema(source.collect_schema(), train=train)
     carried = source is original
     stage = source.with_columns(pl.col(c).alias(INPUT + c) for c in input_columns) if carried else source
@@ -150,7 +155,7 @@ def run_in_segments(
     step's Python batch function (SMOTE's neighbour search) once per query.
     ``source`` and ``original`` as for :func:`steps_dropped`.
     """
-    steps, input_columns = fitted.steps, [c for c in original.collect_schema() if c != ROW]
+    steps, input_columns = fitted.steps, input_columns_of(original)
     frames: list[pl.DataFrame] = []
     keys: list[list[str]] = []
     dropped: list[pl.DataFrame] = []  # collected at once: a segment's table is not held to the end

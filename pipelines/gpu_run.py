@@ -109,7 +109,7 @@ def execute(
     started = time.perf_counter()
     original = df.with_row_index(ROW)
     source = original if validated is None else validated.clean.with_columns(validated.rows.alias(ROW))
-    input_columns = [c for c in df.columns if c != ROW]
+    input_columns = engine.input_columns_of(df)
     try:
         result = gpu_execute.run(
             fitted, source, p, train=train, hook=engine.first_row_keeps_index, dropped_columns=[*input_columns, ROW]
