@@ -30,7 +30,7 @@ that reached the output plus those of the rows dropped at or after it.
 >>> lf = pl.LazyFrame({"x": [None, 2.0, None, 4.0]})
 >>> metrics = MetricColumns()
 >>> query = engine.transformed(fitted.steps, lf, train=False, metrics=metrics)
->>> metrics.attach(query).collect(engine="streaming")["x"].to_list()
+>>> metrics.sink(query, lambda q: q.collect(engine="streaming"))["x"].to_list()
 [2.0, 2.0, 2.0, 4.0]
 >>> metrics.frames()[0].to_dicts(), metrics.rows_out
 ([{'__rows': 4, 'imputed:x': 2}], 4)
@@ -39,7 +39,8 @@ that reached the output plus those of the rows dropped at or after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import polars as pl
 
@@ -50,6 +51,8 @@ from transforms.base import ROWS, Fitted
 PREFIX = "__metric"
 #: hidden column: the first stage a row reached (0: a row of the input; s + 1: added by step s)
 BORN = PREFIX + "born"
+
+T = TypeVar("T")
 
 
 def _through(query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame], schema: pl.Schema) -> pl.LazyFrame:
@@ -69,7 +72,7 @@ class MetricColumns:
     :meth:`before` is the hook that adds them at each step's input
     (:func:`pipelines.engine.transformed`, :func:`pipelines.engine.steps_dropped`): a
     step's columns are named by the order in which it was first seen, the same in every
-    query built with this object. :meth:`attach` puts the adding up on the output query
+    query built with this object. :meth:`sink` puts the adding up on the output query
     (streaming), :meth:`add` does it on a collected output (in memory), and
     :meth:`attach_dropped` on the rows a step drops. A row counts in the stages from the
     one it was born at (:data:`BORN`): :meth:`after` must follow every step.
@@ -123,9 +126,29 @@ class MetricColumns:
         """Rows after the last step."""
         return self._totals[-1][ROWS]
 
-    def attach(self, query: pl.LazyFrame) -> pl.LazyFrame:
-        """``query`` (built with :meth:`before`) with its metric columns added up and dropped batch by batch."""
-        return self._adding(query, self.add)
+    def sink(self, query: pl.LazyFrame, write: Callable[[pl.LazyFrame], T]) -> T:
+        """``write(query)``, ``query`` (built with :meth:`before`) with its metric columns added up batch by
+        batch on the way and dropped.
+
+        ``write`` sinks or collects the query it is given as it is (``lambda q: io.sink(q, path)``). The
+        adding up is a column expression on the first written column, each batch's Python call as short as
+        the sums (a batch function, which must keep every later filter, projection and slice above it, costs
+        ~0.4 s per 10M rows where the whole sink takes 3); a filter or projection put between it and the
+        sink could skip it.
+        """
+        schema = query.collect_schema()
+        hidden = self._hidden()
+        shown = [c for c in schema if c not in hidden]
+        if not shown:  # no column to carry the sums: a batch function
+            return write(self._adding(query, self.add))
+        counted = [c for c in schema if c in hidden]
+
+        def tap(series: Sequence[pl.Series]) -> pl.Series:
+            self.add(pl.DataFrame(series))  # the first column counts the rows
+            return series[0]
+
+        carrier = pl.map_batches([shown[0], *counted], tap, return_dtype=schema[shown[0]], is_elementwise=True)
+        return write(query.with_columns(carrier.alias(shown[0])).drop(counted))
 
     def attach_dropped(self, query: pl.LazyFrame, f: Fitted) -> pl.LazyFrame:
         """``query``, the rows step ``f`` drops, with the metric columns of ``f`` and the steps before it added up.
@@ -145,8 +168,11 @@ class MetricColumns:
         """The stage of step ``f`` (the order :meth:`before` first saw it in), None if never seen."""
         return next((i for i, seen in enumerate(self._steps) if seen is f), None)
 
+    def _hidden(self) -> set[str]:
+        return {BORN, *(n for names in self._names for n in names)}
+
     def _adding(self, query: pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.LazyFrame:
-        hidden = {BORN, *(n for names in self._names for n in names)}
+        hidden = self._hidden()
         kept = pl.Schema({k: v for k, v in query.collect_schema().items() if k not in hidden})
         return _through(query, fn, kept)
 

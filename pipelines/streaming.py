@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -356,9 +357,9 @@ def _stream(
             # second, the metrics of the rows steps dropped added up on the way (a query shared by the slow
             # output sink and a fast consumer buffers the table for the slow one)
             clean_rows = clean if quarantine is not None else clean.drop(ROW)  # __row only places lost rows
-            output = metrics.attach(engine.transformed(fitted.steps, clean_rows, train=train, metrics=metrics))
+            output = engine.transformed(fitted.steps, clean_rows, train=train, metrics=metrics)
             try:
-                pl.collect_all([io.sink(output, tmps[outs.output])], engine="streaming")
+                pl.collect_all([metrics.sink(output, partial(io.sink, path=tmps[outs.output]))], engine="streaming")
                 if quarantine is not None:
                     pl.collect_all([io.sink(quarantine, tmps[outs.quarantine])], engine="streaming")
             except pl.exceptions.PolarsError as exc:

@@ -46,17 +46,28 @@ def _frame(n: int, seed: int) -> pl.DataFrame:
     ).with_columns(pl.when(pl.int_range(n) % 7 == 0).then(None).otherwise(pl.col("d")).alias("d"))
 
 
-def test_metric_columns_see_every_row_of_a_streaming_query_once() -> None:
-    """Expect: attached to a query that a streaming query filters and projects downstream, the metric columns
-    are still added up over every row (no pushdown through them), and the query's result is unchanged."""
+def test_the_sink_adds_up_every_row_it_writes_and_writes_no_metric_column(tmp_path: Path) -> None:
+    """Expect: sunk through :meth:`MetricColumns.sink`, the written file is the plain output (no hidden
+    column) and the metrics are added up over every row, once."""
     spec = parse_spec({"steps": [{"kind": "impute", "method": "mean", "columns": ["a"]}]}, source="test")
     df = _frame(5_000, 0)
     fitted = engine.fit(spec, df)
     metrics = MetricColumns()
-    query = metrics.attach(engine.transformed(fitted.steps, df.lazy(), train=False, metrics=metrics))
-    out = query.filter(pl.col("b") > 0).select("b").collect(engine="streaming")
-    assert out.equals(df.filter(pl.col("b") > 0).select("b"))
+    query = engine.transformed(fitted.steps, df.lazy(), train=False, metrics=metrics)
+    out = tmp_path / "out.parquet"
+    metrics.sink(query, lambda q: q.sink_parquet(out, lazy=True)).collect(engine="streaming")
+    assert pl.read_parquet(out).equals(engine.transformed(fitted.steps, df.lazy(), train=False).collect())
     assert metrics.frames()[0].to_dicts() == [{"__rows": 5_000, "imputed:a": df["a"].is_nan().sum()}]
+
+
+def test_a_query_with_only_hidden_columns_is_still_counted() -> None:
+    """Expect: with no written column to carry the sums, the sink adds them up with a batch function."""
+    metrics = MetricColumns()
+    fitted = engine.fit(parse_spec({"steps": [{"kind": "impute", "method": "mean"}]}, source="t"), _frame(50, 0))
+    query = engine.transformed(fitted.steps, _frame(20, 0).lazy(), train=False, metrics=metrics)
+    hidden_only = query.select(pl.col("^__metric.*$"))
+    assert metrics.sink(hidden_only, lambda q: q.collect(engine="streaming")).width == 0
+    assert metrics.rows_out == 20 and metrics.frames()[0]["imputed:a"].item() == _frame(20, 0)["a"].is_nan().sum()
 
 
 def test_every_steps_metrics_are_per_row_counts() -> None:
@@ -94,7 +105,7 @@ metrics.attach_dropped = lambda q, f: attach_dropped(q, f).map_batches(
 clean = pl.scan_parquet(source).with_row_index(engine.ROW)
 dropped, columns = engine.steps_dropped(fitted, clean, clean, train=train, metrics=metrics)
 query = engine.transformed(fitted.steps, clean, train=train, metrics=metrics)
-metrics.attach(query).sink_parquet(out)
+metrics.sink(query, lambda q: q.sink_parquet(out, lazy=True)).collect(engine="streaming")
 if dropped is not None:
     engine.quarantine_of([dropped], columns).sink_parquet(out + ".q.parquet")
 steps = engine.step_metrics(fitted, metrics.frames(), metrics.keys)
