@@ -32,7 +32,7 @@ from pipelines.validation import Validated
 from transforms._version import __version__
 from transforms.augment._base import ADDED_COLUMN
 from transforms.base import ROWS, Fitted
-from transforms.compose import apply_steps
+from transforms.compose import After, Before, apply_steps
 from transforms.errors import PrepflowError
 from transforms.pipeline import FittedPipeline
 
@@ -127,12 +127,10 @@ def steps_dropped(
     carried = source is original
     stage = source.with_columns(pl.col(c).alias(INPUT + c) for c in input_columns) if carried else source
     holder = None if carried else original
-    dropped, added, after = [], False, after_step(metrics)
+    dropped, added, before, after = [], False, before_step(metrics), after_step(metrics)
     for f in fitted.steps:
-        counted = None
-        if metrics is not None:
-            stage = stage.with_columns(metrics.before(f, stage.collect_schema()))
-            counted = partial(metrics.attach_dropped, f=f)
+        stage = stage.with_columns(before(f, stage.collect_schema()))
+        counted = None if metrics is None else partial(metrics.attach_dropped, f=f)
         dropped.extend(dropped_rows(f, stage, holder, input_columns, counted=counted, added=added))
         stage = after(f, f.apply(stage, train=train))
         added = added or (train and f.adds_rows)
@@ -163,7 +161,8 @@ def run_in_segments(
     while True:
         end = next((i for i in range(start, len(steps)) if steps[i].changes_rows), len(steps))
         metrics = MetricColumns()
-        query = apply_steps(steps[start:end], current, train=train, after=first_row_keeps_index, before=metrics.before)
+        # no step of a segment changes rows: its metric columns are all it adds
+        query = apply_steps(steps[start:end], current, train=train, before=metrics.before)
         if end < len(steps):
             query = query.with_columns(metrics.before(steps[end], query.collect_schema()))
         table = metrics.add(query.collect())
@@ -174,7 +173,7 @@ def run_in_segments(
         frames, keys = frames + metrics.frames()[:-1], keys + metrics.keys[:-1]
         step, stage = steps[end], table.lazy()
         dropped.extend(pl.collect_all(dropped_rows(step, stage, original, input_columns)))
-        current, start = first_row_keeps_index(step, step.apply(stage, train=train)), end + 1
+        current, start = apply_step(step, stage, train=train), end + 1
 
 
 def dropped_rows(
@@ -216,34 +215,47 @@ def transformed(
 
     ``metrics``: its columns ride beside the rows (:class:`~pipelines.metrics_tap.MetricColumns`).
     """
-    before = None if metrics is None else metrics.before
-    query = apply_steps(steps, source, train=train, after=after_step(metrics), before=before)
+    query = apply_steps(steps, source, train=train, after=after_step(metrics), before=before_step(metrics))
     return query.drop(ROW, strict=False)
 
 
-def first_row_keeps_index(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
-    """After an augmentation step: the rows it added have no ``__row``.
+def marked(f: Fitted) -> list[pl.Expr]:
+    """At the input of a step that adds rows: :data:`~transforms.augment._base.ADDED_COLUMN`, which the step
+    sets on the rows it adds (a row-local test of a row's origin, which streams)."""
+    return [pl.lit(False).alias(ADDED_COLUMN)] if f.adds_rows else []
 
-    When the step's input had :data:`~transforms.augment._base.ADDED_COLUMN` (added by
-    :meth:`~pipelines.metrics_tap.MetricColumns.before`) those are the rows it marks, a
-    row-local test that streams, and the column is dropped. Otherwise rows it adds copy
-    their seed row's ``__row`` and only the first copy keeps it.
+
+def added_rows_unindexed(f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
+    """After step ``f``: the rows it added (marked, see :func:`marked`) have no ``__row``; the mark is dropped.
+
+    Rows a step adds copy every column of the row they were made from, ``__row`` included, and are no
+    input row.
     """
     schema = stage.collect_schema()
-    if ADDED_COLUMN in schema:
-        if ROW in schema:
-            stage = stage.with_columns(pl.when(~pl.col(ADDED_COLUMN)).then(pl.col(ROW)).alias(ROW))
-        return stage.drop(ADDED_COLUMN)
-    if f.adds_rows and ROW in schema:
-        return stage.with_columns(pl.when(pl.col(ROW).is_first_distinct()).then(pl.col(ROW)).alias(ROW))
-    return stage
+    if ADDED_COLUMN not in schema:
+        return stage
+    if ROW in schema:
+        stage = stage.with_columns(pl.when(~pl.col(ADDED_COLUMN)).then(pl.col(ROW)).alias(ROW))
+    return stage.drop(ADDED_COLUMN)
 
 
-def after_step(metrics: MetricColumns | None) -> Callable[[Fitted, pl.LazyFrame], pl.LazyFrame]:
+def apply_step(f: Fitted, stage: pl.LazyFrame, *, train: bool) -> pl.LazyFrame:
+    """``f`` applied to ``stage`` on its own, the rows it adds without ``__row``."""
+    return added_rows_unindexed(f, f.apply(stage.with_columns(marked(f)), train=train))
+
+
+def before_step(metrics: MetricColumns | None) -> Before:
+    """The columns added at every step's input: the added-rows mark, then ``metrics``' columns."""
+    if metrics is None:
+        return lambda f, _: marked(f)
+    return lambda f, schema: [*marked(f), *metrics.before(f, schema)]
+
+
+def after_step(metrics: MetricColumns | None) -> After:
     """What follows every step that is not column-wise: ``metrics``' :meth:`~MetricColumns.after`, then the index."""
     if metrics is None:
-        return first_row_keeps_index
-    return lambda f, stage: first_row_keeps_index(f, metrics.after(f, stage))
+        return added_rows_unindexed
+    return lambda f, stage: added_rows_unindexed(f, metrics.after(f, stage))
 
 
 def with_input_values(

@@ -28,6 +28,7 @@ of ``Execution.steps`` also gets ``backend`` and ``backend_reason``.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -112,7 +113,12 @@ def execute(
     input_columns = engine.input_columns_of(df)
     try:
         result = gpu_execute.run(
-            fitted, source, p, train=train, hook=engine.first_row_keeps_index, dropped_columns=[*input_columns, ROW]
+            fitted,
+            source,
+            p,
+            train=train,
+            apply=partial(engine.apply_step, train=train),
+            dropped_columns=[*input_columns, ROW],
         )
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"applying the pipeline failed: {io.first_line(exc)}") from exc

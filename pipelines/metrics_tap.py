@@ -99,17 +99,15 @@ class MetricColumns:
             self.keys = [*self.keys[:-1], list(metrics), []]
             self._totals = [dict.fromkeys([ROWS, *k], 0) for k in self.keys]
         columns = [e.alias(n) for e, n in zip(metrics.values(), self._names[stage], strict=True)]
-        if f.adds_rows:  # the step marks the rows it adds; after() writes their stage
-            columns.append(pl.lit(False).alias(ADDED_COLUMN))
-            if BORN not in schema:
-                columns.append(pl.lit(0, pl.UInt16).alias(BORN))
+        if f.adds_rows and BORN not in schema:  # the stage of the rows it adds: after()
+            columns.append(pl.lit(0, pl.UInt16).alias(BORN))
         return columns
 
     def after(self, f: Fitted, stage: pl.LazyFrame) -> pl.LazyFrame:
         """``stage``, the output of step ``f``, with the rows ``f`` added born at the next stage.
 
-        The step's :data:`~transforms.augment._base.ADDED_COLUMN` is left for
-        :func:`pipelines.engine.first_row_keeps_index`, which drops it.
+        The rows ``f`` added are those it marked (:func:`pipelines.engine.marked`); the mark is left for
+        :func:`pipelines.engine.added_rows_unindexed`, which drops it.
         """
         schema = stage.collect_schema()
         if ADDED_COLUMN not in schema or BORN not in schema:

@@ -34,7 +34,7 @@ def _stage_queries(
 ) -> StageQueries:
     stages = [source]
     for f in fitted.steps:
-        stages.append(engine.first_row_keeps_index(f, f.apply(stages[-1], train=train)))
+        stages.append(engine.apply_step(f, stages[-1], train=train))
     metrics, keys = [], []
     for f, stage in zip(fitted.steps, stages, strict=False):
         aggregations = f.metric_aggregations(stage.collect_schema())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines import engine
+from pipelines import engine, gpu_run
+from pipelines.engine_spec import EngineSpec
 from pipelines.spec import parse_spec
 from transforms.augment import smote as smote_module
 
@@ -81,3 +83,33 @@ def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
     assert report["quarantine"]["rows"] > 0 and report["rows"]["augmented"] > 0
     ex = engine.execute(engine.fit(parse_spec(SPEC), df), df, train=True)
     assert report["rows"]["out"] == ex.output.height
+
+
+@pytest.mark.parametrize("regime", ["in memory", "gpu path (numpy)"])
+def test_added_rows_a_later_step_drops_are_quarantined_as_they_were_dropped(regime: str) -> None:
+    """Expect: rows SMOTE added and the z-score step then dropped are quarantined without ``__row`` and with
+    the values they had at the dropping step (not their seed row's input values); the input's dropped rows
+    keep their ``__row`` and input values."""
+    df = _data().with_columns(  # the extreme row 5 in the minority: rows made from it are extreme too
+        label=pl.when(pl.int_range(pl.len()) == 5).then(1).otherwise(pl.col("label"))
+    )
+    fitted = engine.fit(parse_spec(SPEC), df)
+    if regime == "in memory":
+        ex = engine.execute(fitted, df, train=True)
+    else:
+        ex, backend = gpu_run.execute(fitted, df, EngineSpec(), train=True, backend="numpy")
+        assert backend["used"] == "numpy"
+    q = ex.quarantine
+    assert q is not None
+    added = q.filter(pl.col(engine.ROW).is_null())
+    from_input = q.filter(pl.col(engine.ROW).is_not_null())
+
+    stage = fitted.steps[0].apply(df.lazy(), train=True)
+    for f in fitted.steps[1:3]:
+        stage = f.apply(stage, train=True)
+    made = stage.collect().slice(df.height)  # SMOTE's rows follow the input's
+    expected = made.filter(~fitted.steps[3].keep()).sort("x", "y")
+    assert added.height == expected.height > 0
+    assert_frame_equal(added.select(df.columns).sort("x", "y"), expected.select(df.columns))
+    assert from_input.height > 0
+    assert_frame_equal(from_input.select(df.columns), df[from_input[engine.ROW].to_list()])

@@ -51,7 +51,7 @@ from transforms.pipeline import FittedPipeline
 #: the column of reasons in :attr:`Dropped.frame`
 REASONS = "__reasons"
 
-StepHook = Callable[[Fitted, pl.LazyFrame], pl.LazyFrame]
+StepApply = Callable[[Fitted, pl.LazyFrame], pl.LazyFrame]
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,14 @@ def run(
     *,
     train: bool = False,
     chunk: int | None = None,
-    hook: StepHook | None = None,
+    apply: StepApply | None = None,
     dropped_columns: Sequence[str] | None = None,
 ) -> Result:
     """Apply ``fitted`` to ``frame`` segment by segment as ``plan`` says.
 
     ``chunk`` fixes the rows per device chunk (default: from free memory);
-    ``hook`` is applied after each step run on Polars (the engine uses it to keep its
-    row index); ``dropped_columns`` limits the columns of :attr:`Result.dropped` frames.
+    ``apply`` runs each step that runs on Polars (default: ``f.apply(frame, train=train)``; the
+    engine's keeps its row index); ``dropped_columns`` limits the columns of :attr:`Result.dropped` frames.
     """
     fitted.check_schema(frame.schema, train=train)
     steps: list[StepRun] = []
@@ -120,7 +120,7 @@ def run(
     for where, start, stop in plan.segments():
         placements = plan.placements[start:stop]
         if where == "polars":
-            frame, runs, gone = _polars_segment(fitted.steps[start:stop], start, frame, train, hook, dropped_columns)
+            frame, runs, gone = _polars_segment(fitted.steps[start:stop], start, frame, train, apply, dropped_columns)
             runs = [
                 StepRun(r.index, r.label, "polars", p.reason, r.rows_in, r.rows_out, r.metrics)
                 for r, p in zip(runs, placements, strict=True)
@@ -150,13 +150,12 @@ def _polars_segment(
     first: int,
     frame: pl.DataFrame,
     train: bool,
-    hook: StepHook | None,
+    apply: StepApply | None,
     dropped_columns: Sequence[str] | None,
 ) -> tuple[pl.DataFrame, list[StepRun], list[Dropped]]:
     stages = [frame.lazy()]
     for f in steps:
-        stage = f.apply(stages[-1], train=train)
-        stages.append(hook(f, stage) if hook is not None else stage)
+        stages.append(f.apply(stages[-1], train=train) if apply is None else apply(f, stages[-1]))
     queries: list[pl.LazyFrame] = [stages[-1]]
     keys: list[list[str]] = []
     drops: list[tuple[int, Fitted]] = []
