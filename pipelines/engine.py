@@ -272,19 +272,27 @@ def with_input_values(
     ``INPUT`` columns of ``gone``, see :func:`steps_dropped`); rows an augmentation step
     added (no ``__row``) keep the values they had when dropped, a part left out when
     ``added`` is false (no such row can be there: a lazy query would read its input for
-    it all the same). ``counted`` (lazy only) sees each part once, before its columns are
-    chosen.
+    it all the same). ``counted`` (lazy only) sees each dropped row once, before its columns
+    are chosen.
     """
     tags = [ROW, REASONS, STAGE]
     names = gone.collect_schema().names()
+    if original is None:  # one part, row by row: two filters of one lazy query would run it twice
+        part = gone if counted is None else counted(gone.lazy())
+        return [part.select(*(_input_value(c, added=added, present=c in names) for c in input_columns), *tags)]
     parts = [gone.filter(pl.col(ROW).is_not_null())] + ([gone.filter(pl.col(ROW).is_null())] if added else [])
-    if counted is not None:
-        parts = [counted(part.lazy()) for part in parts]
-    if original is None:
-        first = parts[0].select(*[pl.col(INPUT + c).alias(c) for c in input_columns], *tags)
-    else:
-        first = original.join(parts[0].select(tags), on=ROW, how="inner")
+    first = original.join(parts[0].select(tags), on=ROW, how="inner")
     return [first, *(p.select(*[c for c in input_columns if c in names], *tags) for p in parts[1:])]
+
+
+def _input_value(column: str, *, added: bool, present: bool) -> pl.Expr:
+    """A dropped row's value of input ``column``: its carried input value; with ``added``, a row without
+    ``__row`` has the value it had when dropped (null when a step removed the column, ``present`` false)."""
+    carried = pl.col(INPUT + column)
+    if not added:
+        return carried.alias(column)
+    own = pl.col(column) if present else pl.lit(None)
+    return pl.when(pl.col(ROW).is_not_null()).then(carried).otherwise(own).alias(column)
 
 
 def quarantine_of(parts: Sequence[Frame], input_columns: Sequence[str]) -> Frame | None:

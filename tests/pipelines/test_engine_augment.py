@@ -48,6 +48,19 @@ def _count_calls(monkeypatch, name: str) -> list[int]:
     return calls
 
 
+def _count_reads(monkeypatch) -> list[int]:
+    """Reads of a fitted SMOTE step's new rows (each asks its remembered search), one item each, from now on."""
+    calls: list[int] = []
+    real = smote_module._LastSearch.__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(smote_module._LastSearch, "__call__", spy)
+    return calls
+
+
 def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
     """Expect: one neighbour search per run (not one for the output and one for the metrics), and the
     output equal to the library's transform of the same fitted pipeline, with rows conserved."""
@@ -68,18 +81,22 @@ def test_smote_runs_once_and_the_run_equals_the_library(monkeypatch) -> None:
 
 def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
     """Expect: streamed, the later fit groups' passes, the output pass and the quarantine pass (the z-score
-    step after SMOTE drops rows) all read SMOTE's new rows, with one neighbour search among them (5 without
-    the step's memory of its last search); the same rows out as in memory."""
+    step after SMOTE drops rows) each read SMOTE's new rows once, with one neighbour search among them (5
+    without the step's memory of its last search); the same rows out as in memory."""
     import yaml
 
     from pipelines import streaming
 
     calls = _count_calls(monkeypatch, "nearest_neighbours")
+    reads = _count_reads(monkeypatch)
     df = _data()
     df.write_parquet(tmp_path / "in.parquet")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "engine": {"streaming": True}}))
     report = streaming.run(tmp_path / "spec.yaml", tmp_path / "in.parquet", tmp_path / "out.parquet")
     assert len(calls) == 1
+    # the fit passes of the scale and the z-score steps, the output pass, and one quarantine pass (two
+    # filters of the stage, one for the input's rows and one for SMOTE's, would read it twice)
+    assert len(reads) == 4
     assert report["quarantine"]["rows"] > 0 and report["rows"]["augmented"] > 0
     ex = engine.execute(engine.fit(parse_spec(SPEC), df), df, train=True)
     assert report["rows"]["out"] == ex.output.height

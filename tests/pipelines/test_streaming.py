@@ -81,6 +81,7 @@ steps:
   - {kind: augment, method: oversample, ratio: 0.3, seed: 5}
   - {kind: augment, method: smote, columns: [a, d], k_neighbors: 5, seed: 3}
   - {kind: scale, method: standard, columns: [a, d]}
+  - {kind: encode, method: onehot, columns: [city]}  # city gone: the added rows dropped next have none
   - {kind: outliers, method: zscore, columns: [b], threshold: 2.5, action: drop}
 """
 PIPELINES = {
