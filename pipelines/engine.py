@@ -299,11 +299,11 @@ def quarantine_of(parts: Sequence[Frame], input_columns: Sequence[str]) -> Frame
     """The quarantine from its parts (the input schema's rows, each step's dropped rows), in input order.
 
     Columns: the input's, ``__row``, the reasons and the stage; rows without ``__row`` (added by
-    augmentation) last. None when there are no parts.
+    augmentation) last, in the order they were made. None when there are no parts.
     """
     if not parts:
         return None
-    quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True)
+    quarantine = pl.concat(parts, how="diagonal_relaxed").sort(ROW, nulls_last=True, maintain_order=True)
     return quarantine.select(*input_columns, ROW, REASONS, STAGE)
 
 
