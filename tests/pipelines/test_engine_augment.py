@@ -35,29 +35,16 @@ def _data() -> pl.DataFrame:
     )
 
 
-def _count_calls(monkeypatch, name: str) -> list[int]:
-    """Calls of ``smote_module.<name>``, one item each, from now on."""
+def _count_calls(monkeypatch, name: str, owner: object = smote_module) -> list[int]:
+    """Calls of ``owner.<name>`` (a function of a module, or a method of a class), one item each, from now on."""
     calls: list[int] = []
-    real = getattr(smote_module, name)
+    real = getattr(owner, name)
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(smote_module, name, spy)
-    return calls
-
-
-def _count_reads(monkeypatch) -> list[int]:
-    """Reads of a fitted SMOTE step's new rows (each asks its remembered search), one item each, from now on."""
-    calls: list[int] = []
-    real = smote_module._LastSearch.__call__
-
-    def spy(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(smote_module._LastSearch, "__call__", spy)
+    monkeypatch.setattr(owner, name, spy)
     return calls
 
 
@@ -88,7 +75,7 @@ def test_streamed_run_searches_neighbours_once(monkeypatch, tmp_path) -> None:
     from pipelines import streaming
 
     calls = _count_calls(monkeypatch, "nearest_neighbours")
-    reads = _count_reads(monkeypatch)
+    reads = _count_calls(monkeypatch, "__call__", smote_module._LastSearch)  # each read asks the remembered search
     df = _data()
     df.write_parquet(tmp_path / "in.parquet")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "engine": {"streaming": True}}))
@@ -121,8 +108,8 @@ def test_added_rows_a_later_step_drops_are_quarantined_as_they_were_dropped(regi
     added = q.filter(pl.col(engine.ROW).is_null())
     from_input = q.filter(pl.col(engine.ROW).is_not_null())
 
-    stage = fitted.steps[0].apply(df.lazy(), train=True)
-    for f in fitted.steps[1:3]:
+    stage = df.lazy()
+    for f in fitted.steps[:3]:
         stage = f.apply(stage, train=True)
     made = stage.collect().slice(df.height)  # SMOTE's rows follow the input's
     expected = made.filter(~fitted.steps[3].keep()).sort("x", "y")
